@@ -1,0 +1,235 @@
+//! Workload identity: stable integer ids for workload keys, and the registry that maps them back to
+//! names and labels for alerts.
+//!
+//! A [`WorkloadId`] is the xxh3 hash of the workload's canonical key (`ns/name_aggr`, `hep:host`,
+//! `ns:name`, `pub:IP`, ...). Hashing the key rather than numbering keys in arrival order keeps every
+//! sketch, sort and alert id identical whatever the thread count or input order (invariant 1), and lets
+//! the hot path compare integers. The registry is written once per new workload per decoder thread.
+
+use crate::flow::EndpointType;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
+
+/// Stable id of a workload: xxh3-64 of its canonical key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadId(pub u64);
+
+impl WorkloadId {
+    /// The id of a canonical key.
+    pub fn of_key(key: &str) -> Self {
+        WorkloadId(xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+    }
+}
+
+/// What the registry knows about a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// Canonical key, e.g. `shop/frontend-7d9c8b6f4-*` or `pub:81.2.254.224`.
+    pub key: String,
+    /// Endpoint kind.
+    pub kind: EndpointType,
+    /// Namespace (`-` when not namespaced).
+    pub namespace: String,
+    /// Aggregated name (`frontend-7d9c8b6f4-*`, host name, network-set name, `pub`, `pvt`).
+    pub name_aggr: String,
+    /// Labels from the first record that named them (`k=v`).
+    pub labels: Vec<String>,
+}
+
+impl WorkloadInfo {
+    /// Whether the workload is outside the cluster on a public network.
+    pub fn is_public(&self) -> bool {
+        self.kind == EndpointType::Net && self.name_aggr == "pub"
+    }
+}
+
+/// Builds the canonical key of a workload into `out`.
+///
+/// Pods: `namespace/name_aggr`; host endpoints: `hep:host`; network sets: `ns:[namespace/]name`;
+/// other networks: `pub` / `pvt`, plus `:IP` when the record keeps the address.
+pub fn canonical_key(
+    out: &mut String,
+    kind: EndpointType,
+    namespace: &str,
+    name_aggr: &str,
+    ip: Option<&str>,
+) {
+    out.clear();
+    let namespaced = !namespace.is_empty() && namespace != "-";
+    match kind {
+        EndpointType::Wep => {
+            if namespaced {
+                out.push_str(namespace);
+                out.push('/');
+            }
+            out.push_str(name_aggr);
+        }
+        EndpointType::Hep => {
+            out.push_str("hep:");
+            out.push_str(name_aggr);
+        }
+        EndpointType::Ns => {
+            out.push_str("ns:");
+            if namespaced {
+                out.push_str(namespace);
+                out.push('/');
+            }
+            out.push_str(name_aggr);
+        }
+        EndpointType::Net => {
+            out.push_str(if name_aggr.is_empty() || name_aggr == "-" { "pub" } else { name_aggr });
+            if let Some(ip) = ip {
+                out.push(':');
+                out.push_str(ip);
+            }
+        }
+    }
+}
+
+/// Process-wide map from [`WorkloadId`] to [`WorkloadInfo`].
+#[derive(Debug, Default)]
+pub struct WorkloadRegistry {
+    map: DashMap<WorkloadId, Arc<WorkloadInfo>>,
+}
+
+impl WorkloadRegistry {
+    /// The process-wide registry.
+    pub fn global() -> &'static WorkloadRegistry {
+        static REG: OnceLock<WorkloadRegistry> = OnceLock::new();
+        REG.get_or_init(WorkloadRegistry::default)
+    }
+
+    /// Registers a workload unless known; labels fill in when first seen non-empty.
+    pub fn register(&self, id: WorkloadId, make: impl FnOnce() -> WorkloadInfo) {
+        if let Some(existing) = self.map.get(&id) {
+            if !existing.labels.is_empty() {
+                return;
+            }
+        }
+        let info = make();
+        match self.map.entry(id) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => {
+                if e.get().labels.is_empty() && !info.labels.is_empty() {
+                    e.insert(Arc::new(info));
+                }
+            }
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                e.insert(Arc::new(info));
+            }
+        }
+    }
+
+    /// Looks a workload up.
+    pub fn get(&self, id: WorkloadId) -> Option<Arc<WorkloadInfo>> {
+        self.map.get(&id).map(|r| Arc::clone(r.value()))
+    }
+
+    /// The workload's key, or its id in hex when unknown (never panics).
+    pub fn key(&self, id: WorkloadId) -> String {
+        self.get(id)
+            .map(|i| i.key.clone())
+            .unwrap_or_else(|| format!("workload-{:016x}", id.0))
+    }
+
+    /// Number of workloads registered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// All registered workloads (for snapshots).
+    pub fn snapshot(&self) -> Vec<(WorkloadId, WorkloadInfo)> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (*e.key(), (**e.value()).clone()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Restores workloads from a snapshot.
+    pub fn restore(&self, items: impl IntoIterator<Item = (WorkloadId, WorkloadInfo)>) {
+        for (id, info) in items {
+            self.register(id, || info);
+        }
+    }
+}
+
+/// Process-wide string interner for the few strings a record keeps (services, domains, processes,
+/// policies). Id 0 is "none".
+#[derive(Debug, Default)]
+pub struct StringTable {
+    ids: DashMap<Box<str>, u32>,
+    strings: std::sync::RwLock<Vec<Arc<str>>>,
+}
+
+impl StringTable {
+    /// The process-wide table.
+    pub fn global() -> &'static StringTable {
+        static TABLE: OnceLock<StringTable> = OnceLock::new();
+        TABLE.get_or_init(|| StringTable {
+            ids: DashMap::new(),
+            strings: std::sync::RwLock::new(vec![Arc::from("")]),
+        })
+    }
+
+    /// Interns `s` (empty and `-` map to 0).
+    pub fn intern(&self, s: &str) -> u32 {
+        if s.is_empty() || s == "-" {
+            return 0;
+        }
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        *self.ids.entry(Box::from(s)).or_insert_with(|| {
+            let mut strings = self.strings.write().unwrap_or_else(|p| p.into_inner());
+            strings.push(Arc::from(s));
+            (strings.len() - 1) as u32
+        })
+    }
+
+    /// The string of an id ("" for 0 or unknown).
+    pub fn resolve(&self, id: u32) -> Arc<str> {
+        let strings = self.strings.read().unwrap_or_else(|p| p.into_inner());
+        strings
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_the_label_files() {
+        let mut s = String::new();
+        canonical_key(&mut s, EndpointType::Wep, "lan-192-168-100", "host113-*", None);
+        assert_eq!(s, "lan-192-168-100/host113-*");
+        canonical_key(&mut s, EndpointType::Net, "-", "pub", Some("81.2.254.224"));
+        assert_eq!(s, "pub:81.2.254.224");
+        canonical_key(&mut s, EndpointType::Net, "-", "pvt", None);
+        assert_eq!(s, "pvt");
+        canonical_key(&mut s, EndpointType::Hep, "-", "node-1", None);
+        assert_eq!(s, "hep:node-1");
+    }
+
+    #[test]
+    fn ids_are_stable_and_interning_round_trips() {
+        assert_eq!(WorkloadId::of_key("a/b-*"), WorkloadId::of_key("a/b-*"));
+        assert_ne!(WorkloadId::of_key("a/b-*"), WorkloadId::of_key("a/c-*"));
+        let t = StringTable::global();
+        let id = t.intern("shop/cart:http");
+        assert_ne!(id, 0);
+        assert_eq!(t.intern("shop/cart:http"), id);
+        assert_eq!(&*t.resolve(id), "shop/cart:http");
+        assert_eq!(t.intern("-"), 0);
+    }
+}
