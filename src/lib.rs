@@ -4,4 +4,5 @@
 //! workload ([`window`]) → close windows → detectors ([`detect`]) against baselines ([`baseline`]) →
 //! alerts ([`alert`]) → sinks ([`sink`]) → responder ([`respond`]).
 
+pub mod alert;
 pub mod flow;
