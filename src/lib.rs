@@ -1,8 +1,18 @@
 //! flowwarden: streaming anomaly detection and quarantine for Calico flow logs.
 //!
-//! Data flow (see `ARCHITECTURE.md`): sources → decode ([`flow`]) → aggregate per event-time window and
-//! workload ([`window`]) → close windows → detectors ([`detect`]) against baselines ([`baseline`]) →
-//! alerts ([`alert`]) → sinks ([`sink`]) → responder ([`respond`]).
+//! Data flow (see `ARCHITECTURE.md`): sources ([`source`]) → decode ([`flow`]) → aggregate per
+//! event-time window and workload ([`window`]) → close windows → detectors ([`detect`]) against
+//! baselines ([`baseline`]) → alerts ([`alert`]) → sinks ([`sink`]). [`pipeline`] wires the stages;
+//! [`config`] holds every option.
 
 pub mod alert;
+pub mod cli;
+pub mod baseline;
+pub mod config;
+pub mod detect;
 pub mod flow;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod window;

@@ -1,1 +1,42 @@
-fn main() {}
+//! The `flowwarden` command line: parse arguments, load config, call the library. Nothing else.
+
+use clap::{Parser, Subcommand};
+use flowwarden::cli;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "flowwarden", version, about = "Anomaly detection and quarantine for Calico flow logs")]
+struct Cli {
+    /// Log format: `auto` (human on a terminal, JSON otherwise), `human` or `json`.
+    #[arg(long, global = true, default_value = "auto")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process flow-log files as fast as possible in event time, then exit.
+    Replay(cli::replay::ReplayArgs),
+    /// Run the daemon: sources and sinks from config, until SIGTERM/SIGINT.
+    Run(cli::run::RunArgs),
+    /// Validate a config file and print the effective config.
+    CheckConfig(cli::CheckConfigArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    flowwarden::telemetry::init_logging(&args.log_format);
+    let result = match args.command {
+        Command::Replay(a) => cli::replay::run(a),
+        Command::Run(a) => cli::run::run(a),
+        Command::CheckConfig(a) => cli::check_config(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flowwarden: {e:#}");
+            cli::exit_code(&e)
+        }
+    }
+}

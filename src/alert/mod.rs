@@ -5,7 +5,10 @@
 //! This module owns the alert model and its vocabulary. It must not decide *whether* something is
 //! anomalous (detectors do) nor where alerts go (sinks do).
 
+pub mod book;
 pub mod mapping;
+
+pub use book::{AlertBook, AlertsConfig};
 
 use serde::{Deserialize, Serialize};
 

@@ -261,11 +261,17 @@ impl Decoder {
                 labels: labels.0.iter().map(|s| s.to_string()).collect(),
             });
         }
+        let public = kind == EndpointType::Net
+            && match ip {
+                Some(ip) => is_public_ip(ip),
+                None => name_aggr != "pvt",
+            };
         Endpoint {
             id,
             kind,
             ip,
             port: None,
+            public,
         }
     }
 
@@ -318,6 +324,29 @@ fn trim_ascii(mut b: &[u8]) -> &[u8] {
         }
     }
     b
+}
+
+/// Whether an address is routable on the internet (not private, loopback, link-local, multicast...).
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s0 = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unspecified()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80)
+        }
+    }
 }
 
 fn parse_ip(s: Option<&str>) -> Option<IpAddr> {

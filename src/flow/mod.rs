@@ -222,6 +222,8 @@ pub struct Endpoint {
     pub ip: Option<IpAddr>,
     /// Port when the record keeps one.
     pub port: Option<u16>,
+    /// A network outside the cluster on a public address (`pub`, or a global IP).
+    pub public: bool,
 }
 
 /// TCP statistics (0 unless Felix collects them).

@@ -1,0 +1,106 @@
+//! IP sweep: one workload reaching many distinct destination hosts in a window (Calico's default was
+//! 32), or many distinct *denied* hosts (default 25).
+
+use crate::alert::Band;
+use crate::baseline::Baseline;
+use crate::detect::{severity_for, top_peers_json, DetectContext, Detector, Finding, Scope};
+use crate::flow::WorkloadId;
+use crate::window::WindowAggregate;
+use serde::{Deserialize, Serialize};
+
+/// `[detect.ip_sweep]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpSweepConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Distinct destination hosts from one workload in one window.
+    pub distinct_hosts: u64,
+    /// Distinct destination hosts of denied flows.
+    pub distinct_denied_hosts: u64,
+}
+
+impl Default for IpSweepConfig {
+    fn default() -> Self {
+        IpSweepConfig {
+            enabled: true,
+            distinct_hosts: 32,
+            distinct_denied_hosts: 25,
+        }
+    }
+}
+
+impl IpSweepConfig {
+    /// Checks values.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.distinct_hosts < 2 {
+            return Err(("distinct_hosts".into(), "must be at least 2".into()));
+        }
+        if self.distinct_denied_hosts < 2 {
+            return Err(("distinct_denied_hosts".into(), "must be at least 2".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The IP-sweep detector.
+pub struct IpSweep;
+
+impl Detector for IpSweep {
+    fn name(&self) -> &'static str {
+        "ip_sweep"
+    }
+
+    fn evaluate(
+        &self,
+        ctx: &DetectContext<'_>,
+        workload: WorkloadId,
+        agg: &WindowAggregate,
+        _baseline: Option<&Baseline>,
+        out: &mut Vec<Finding>,
+    ) {
+        let cfg = &ctx.cfg.ip_sweep;
+        let hosts = agg.dst_hosts.count() as f64;
+        let denied = agg.denied_hosts.count() as f64;
+        let r_all = hosts / cfg.distinct_hosts as f64;
+        let r_denied = denied / cfg.distinct_denied_hosts as f64;
+        let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
+            (r_denied, denied, cfg.distinct_denied_hosts, true, "distinct_denied_dest_hosts")
+        } else {
+            (r_all, hosts, cfg.distinct_hosts, false, "distinct_dest_hosts")
+        };
+        if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
+            return;
+        }
+        out.push(Finding {
+            detector: self.name(),
+            workload,
+            score: ratio,
+            severity: severity_for(ratio, 65),
+            feature,
+            observed,
+            expected: 0.0,
+            band: Band {
+                lower: 0.0,
+                upper: threshold as f64,
+            },
+            description: format!(
+                "{} distinct destination hosts ({} denied) from one workload in one window; threshold {}",
+                hosts as u64, denied as u64, threshold
+            ),
+            evidence: serde_json::json!({
+                "distinct_dest_hosts": hosts as u64,
+                "distinct_denied_dest_hosts": denied as u64,
+                "distinct_dest_ports": agg.dst_ports.count(),
+                "top_peers": top_peers_json(agg, true, 10, |p| p.records as u64),
+            }),
+            peer: None,
+            dest_port: None,
+            scope: Scope {
+                egress: true,
+                denied_only,
+                ..Scope::default()
+            },
+        });
+    }
+}

@@ -1,0 +1,491 @@
+//! The pipeline: decode → assign windows → aggregate → close windows → detect → alerts.
+//!
+//! CPU work runs on `threads` workers with a barrier per stage, so the result is the same whatever the
+//! thread count (invariant 1):
+//! 1. decode: the batch is cut into contiguous chunks, one per worker;
+//! 2. assign: one cheap sequential pass gives each record its window in input order (the watermark and
+//!    lateness are decided here, per record, so batch boundaries do not matter);
+//! 3. aggregate: workload `w` belongs to shard `w % threads`; every worker folds the sides of the records
+//!    its shard owns into its own per-window maps, so no lock is taken per record;
+//! 4. close: windows below the watermark are scored shard by shard, findings are sorted, turned into
+//!    alerts, and baselines updated.
+
+use crate::alert::AlertBook;
+use crate::alert::Alert;
+use crate::baseline::{BaselineStore, BaselineConfig};
+use crate::config::Config;
+use crate::detect::{build_suite, DetectContext, Detector, Finding};
+use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
+use crate::sink::{DeadLetter, DeadLetterSink};
+use crate::source::LineBatch;
+use crate::window::{auto_length, Side, WindowAggregate, WindowClock};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Counters of one run (the `--summary-json` output).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RunStats {
+    /// Lines decoded into records.
+    pub records: u64,
+    /// Lines rejected (dead-lettered).
+    pub bad_records: u64,
+    /// Records whose window had closed (folded into the next open window).
+    pub late_records: u64,
+    /// Distinct workloads seen.
+    pub workloads: u64,
+    /// Windows closed and scored.
+    pub windows_closed: u64,
+    /// Alerts emitted.
+    pub alerts: u64,
+    /// Alerts per detector.
+    pub alerts_by_detector: BTreeMap<String, u64>,
+}
+
+/// Options that are not part of the config file.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Worker threads (1 = everything on the caller's thread).
+    pub threads: usize,
+    /// Keep per-record scores (`replay --scores`).
+    pub scores: bool,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            threads: 1,
+            scores: false,
+        }
+    }
+}
+
+/// Per-record reference kept for `--scores`.
+#[derive(Debug, Clone, Copy)]
+struct ScoreRef {
+    line: u64,
+    src: WorkloadId,
+    dst: WorkloadId,
+    port: u16,
+    denied: bool,
+}
+
+/// One worker's share of the open windows.
+#[derive(Default)]
+struct Shard {
+    windows: BTreeMap<i64, FxHashMap<WorkloadId, WindowAggregate>>,
+    decoder: Option<Decoder>,
+}
+
+/// A decoded line waiting for its window.
+struct Decoded {
+    line: u64,
+    result: Result<FlowRecord, DecodeError>,
+}
+
+/// The whole CPU pipeline.
+pub struct Pipeline {
+    cfg: Arc<Config>,
+    threads: usize,
+    shards: Vec<Shard>,
+    detectors: Vec<Box<dyn Detector>>,
+    baselines: BaselineStore,
+    alerts: AlertBook,
+    clock: Option<WindowClock>,
+    /// Records held back until `auto` has seen enough spans.
+    pending: Vec<(u64, FlowRecord)>,
+    stats: RunStats,
+    next_line: u64,
+    dead_letters: Option<Box<dyn DeadLetterSink>>,
+    score_refs: Option<BTreeMap<i64, Vec<ScoreRef>>>,
+    scores: Vec<f32>,
+    // Reused buffers.
+    decoded: Vec<Decoded>,
+    records: Vec<FlowRecord>,
+    windows: Vec<i64>,
+}
+
+/// Score written for a record no finding implicates.
+const NO_SCORE: f32 = 0.0;
+
+impl Pipeline {
+    /// Builds a pipeline from a validated config.
+    pub fn new(cfg: Arc<Config>, opts: PipelineOptions) -> anyhow::Result<Self> {
+        let threads = opts.threads.max(1);
+        let fixed = cfg
+            .window
+            .fixed_length()
+            .map_err(|m| anyhow::anyhow!("window.length: {m}"))?;
+        let lateness = cfg
+            .window
+            .lateness_s()
+            .map_err(|m| anyhow::anyhow!("window.allowed_lateness: {m}"))?;
+        let max_line = cfg.input.max_line_bytes;
+        Ok(Pipeline {
+            threads,
+            shards: (0..threads)
+                .map(|_| Shard {
+                    windows: BTreeMap::new(),
+                    decoder: Some(Decoder::new(max_line)),
+                })
+                .collect(),
+            detectors: build_suite(&cfg.detect),
+            baselines: BaselineStore::new(BaselineConfig::default()),
+            alerts: AlertBook::new(&cfg.alerts),
+            clock: fixed.map(|len| WindowClock::new(len, lateness)),
+            pending: Vec::new(),
+            stats: RunStats::default(),
+            next_line: 0,
+            dead_letters: None,
+            score_refs: opts.scores.then(BTreeMap::new),
+            scores: Vec::new(),
+            decoded: Vec::new(),
+            records: Vec::new(),
+            windows: Vec::new(),
+            cfg,
+        })
+    }
+
+    /// Sends rejected lines to `sink`.
+    pub fn set_dead_letters(&mut self, sink: Box<dyn DeadLetterSink>) {
+        self.dead_letters = Some(sink);
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RunStats {
+        let mut s = self.stats.clone();
+        s.workloads = crate::flow::WorkloadRegistry::global().len() as u64;
+        s
+    }
+
+    /// Window length, once known.
+    pub fn window_length(&self) -> Option<i64> {
+        self.clock.as_ref().map(|c| c.len())
+    }
+
+    /// Processes one batch; returns the alerts of the windows it closed.
+    pub fn push(&mut self, batch: &LineBatch) -> anyhow::Result<Vec<Alert>> {
+        self.decode(batch);
+        let mut decoded = std::mem::take(&mut self.decoded);
+        let mut fresh: Vec<(u64, FlowRecord)> = Vec::with_capacity(decoded.len());
+        for (i, d) in decoded.drain(..).enumerate() {
+            match d.result {
+                Ok(rec) => {
+                    self.stats.records += 1;
+                    fresh.push((d.line, rec));
+                }
+                Err(e) => {
+                    self.stats.bad_records += 1;
+                    let pos = batch.position(i);
+                    if let Some(dl) = &mut self.dead_letters {
+                        let reason = match batch.lines[i].truncated_len {
+                            Some(n) => format!("line of {n} bytes exceeds the maximum line length"),
+                            None => e.to_string(),
+                        };
+                        dl.send(&DeadLetter::new(pos, reason, batch.line(i)))?;
+                    }
+                }
+            }
+        }
+        self.decoded = decoded;
+        if self.clock.is_none() {
+            self.pending.extend(fresh);
+            if self.pending.len() < self.cfg.window.auto_sample.max(1) {
+                return Ok(Vec::new());
+            }
+            self.start_clock();
+            fresh = std::mem::take(&mut self.pending);
+        }
+        self.ingest(fresh)
+    }
+
+    /// Ends the input: closes every open window.
+    pub fn finish(&mut self) -> anyhow::Result<Vec<Alert>> {
+        let mut alerts = Vec::new();
+        if self.clock.is_none() {
+            self.start_clock();
+            let pending = std::mem::take(&mut self.pending);
+            alerts.extend(self.ingest(pending)?);
+        }
+        let open: BTreeSet<i64> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.windows.keys().copied())
+            .collect();
+        for w in open {
+            alerts.extend(self.close_window(w));
+        }
+        if let Some(dl) = &mut self.dead_letters {
+            dl.flush()?;
+        }
+        Ok(alerts)
+    }
+
+    /// Per-record scores in input order (NaN for lines that did not decode); call after [`Pipeline::finish`].
+    pub fn take_scores(&mut self) -> Vec<f32> {
+        self.scores.resize(self.next_line as usize, f32::NAN);
+        std::mem::take(&mut self.scores)
+    }
+
+    fn start_clock(&mut self) {
+        let sample = self.cfg.window.auto_sample.max(1);
+        let mut spans: Vec<i64> = self
+            .pending
+            .iter()
+            .take(sample)
+            .map(|(_, r)| r.end_time - r.start_time)
+            .collect();
+        let len = auto_length(&mut spans);
+        let lateness = self.cfg.window.lateness_s().unwrap_or(0);
+        tracing::info!(window_s = len, "window length chosen by auto");
+        self.clock = Some(WindowClock::new(len, lateness));
+    }
+
+    fn decode(&mut self, batch: &LineBatch) {
+        let n = batch.len();
+        let first_line = self.next_line;
+        self.next_line += n as u64;
+        self.decoded.clear();
+        if self.threads == 1 || n < 256 {
+            let dec = self.shards[0].decoder.get_or_insert_with(Decoder::default);
+            for i in 0..n {
+                self.decoded.push(Decoded {
+                    line: first_line + i as u64,
+                    result: decode_line(dec, batch, i),
+                });
+            }
+            return;
+        }
+        let chunk = n.div_ceil(self.threads);
+        let parts: Vec<Vec<Decoded>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .enumerate()
+                .map(|(t, shard)| {
+                    let dec = shard.decoder.take().unwrap_or_default();
+                    s.spawn(move || {
+                        let mut dec = dec;
+                        let lo = (t * chunk).min(n);
+                        let hi = ((t + 1) * chunk).min(n);
+                        let out: Vec<Decoded> = (lo..hi)
+                            .map(|i| Decoded {
+                                line: first_line + i as u64,
+                                result: decode_line(&mut dec, batch, i),
+                            })
+                            .collect();
+                        (dec, out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(self.shards.iter_mut())
+                .map(|(h, shard)| match h.join() {
+                    Ok((dec, out)) => {
+                        shard.decoder = Some(dec);
+                        out
+                    }
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect()
+        });
+        for p in parts {
+            self.decoded.extend(p);
+        }
+    }
+
+    fn ingest(&mut self, fresh: Vec<(u64, FlowRecord)>) -> anyhow::Result<Vec<Alert>> {
+        let Some(clock) = self.clock.as_mut() else {
+            return Ok(Vec::new());
+        };
+        self.records.clear();
+        self.windows.clear();
+        for (line, rec) in fresh {
+            let a = clock.assign(rec.start_time);
+            if a.late {
+                self.stats.late_records += 1;
+            }
+            if let Some(refs) = &mut self.score_refs {
+                refs.entry(a.window).or_default().push(ScoreRef {
+                    line,
+                    src: rec.src.id,
+                    dst: rec.dst.id,
+                    port: rec.dst.port.unwrap_or(0),
+                    denied: rec.action == Action::Deny,
+                });
+            }
+            self.windows.push(a.window);
+            self.records.push(rec);
+        }
+        let frontier = clock.frontier();
+        self.aggregate();
+        let mut alerts = Vec::new();
+        if let Some(f) = frontier {
+            let closable: BTreeSet<i64> = self
+                .shards
+                .iter()
+                .flat_map(|s| s.windows.range(..f).map(|(w, _)| *w))
+                .collect();
+            for w in closable {
+                alerts.extend(self.close_window(w));
+            }
+        }
+        Ok(alerts)
+    }
+
+    fn aggregate(&mut self) {
+        let threads = self.threads as u64;
+        let records = &self.records;
+        let windows = &self.windows;
+        let work = |s: usize, shard: &mut Shard| {
+            for (rec, &w) in records.iter().zip(windows) {
+                if rec.src.id.0 % threads == s as u64 {
+                    shard
+                        .windows
+                        .entry(w)
+                        .or_default()
+                        .entry(rec.src.id)
+                        .or_default()
+                        .add(rec, Side::Source);
+                }
+                if rec.dst.id.0 % threads == s as u64 && rec.dst.id != rec.src.id {
+                    shard
+                        .windows
+                        .entry(w)
+                        .or_default()
+                        .entry(rec.dst.id)
+                        .or_default()
+                        .add(rec, Side::Destination);
+                }
+            }
+        };
+        if self.threads == 1 {
+            work(0, &mut self.shards[0]);
+            return;
+        }
+        std::thread::scope(|sc| {
+            for (s, shard) in self.shards.iter_mut().enumerate() {
+                let work = &work;
+                sc.spawn(move || work(s, shard));
+            }
+        });
+    }
+
+    /// Scores window `w` in every shard, updates baselines, returns its alerts.
+    fn close_window(&mut self, w: i64) -> Vec<Alert> {
+        let Some(clock) = self.clock.as_ref() else {
+            return Vec::new();
+        };
+        let ctx = DetectContext {
+            window: w,
+            window_start: clock.start_of(w),
+            window_end: clock.start_of(w + 1),
+            cfg: &self.cfg.detect,
+            soft: self.score_refs.is_some(),
+        };
+        let detectors = &self.detectors;
+        let baselines = &self.baselines;
+        let close_shard = |shard: &mut Shard| -> Vec<Finding> {
+            let Some(map) = shard.windows.remove(&w) else {
+                return Vec::new();
+            };
+            let mut items: Vec<(WorkloadId, WindowAggregate)> = map.into_iter().collect();
+            items.sort_unstable_by_key(|(id, _)| *id);
+            let mut findings = Vec::new();
+            for (id, mut agg) in items {
+                agg.normalize();
+                let start = findings.len();
+                {
+                    let base = baselines.get(id);
+                    for d in detectors {
+                        d.evaluate(&ctx, id, &agg, base.as_deref(), &mut findings);
+                    }
+                }
+                let anomalous = findings[start..].iter().any(|f| f.score >= 1.0);
+                baselines.update(id, &agg, w, anomalous);
+            }
+            findings
+        };
+        let mut findings: Vec<Finding> = if self.threads == 1 {
+            close_shard(&mut self.shards[0])
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = self
+                    .shards
+                    .iter_mut()
+                    .map(|shard| {
+                        let close_shard = &close_shard;
+                        sc.spawn(move || close_shard(shard))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| match h.join() {
+                        Ok(v) => v,
+                        Err(p) => std::panic::resume_unwind(p),
+                    })
+                    .collect()
+            })
+        };
+        findings.sort_by(|a, b| {
+            a.workload
+                .cmp(&b.workload)
+                .then(a.detector.cmp(b.detector))
+                .then(b.score.total_cmp(&a.score))
+        });
+        self.stats.windows_closed += 1;
+        if let Some(refs) = self.score_refs.as_mut().and_then(|r| r.remove(&w)) {
+            score_records(&refs, &findings, &mut self.scores);
+        }
+        let alerts = self
+            .alerts
+            .raise(&findings, ctx.window_start, ctx.window_end);
+        for a in &alerts {
+            self.stats.alerts += 1;
+            *self.stats.alerts_by_detector.entry(a.detector.clone()).or_default() += 1;
+        }
+        alerts
+    }
+}
+
+fn decode_line(dec: &mut Decoder, batch: &LineBatch, i: usize) -> Result<FlowRecord, DecodeError> {
+    if let Some(n) = batch.lines[i].truncated_len {
+        return Err(DecodeError::TooLong(n as usize, batch.line(i).len()));
+    }
+    dec.decode(batch.line(i))
+}
+
+/// Gives each record of a closed window the strongest score of the findings that implicate it.
+fn score_records(refs: &[ScoreRef], findings: &[Finding], scores: &mut Vec<f32>) {
+    let mut by_workload: FxHashMap<WorkloadId, Vec<&Finding>> = FxHashMap::default();
+    for f in findings {
+        by_workload.entry(f.workload).or_default().push(f);
+    }
+    for r in refs {
+        let mut best = NO_SCORE;
+        for (subject, egress) in [(r.src, true), (r.dst, false)] {
+            let Some(fs) = by_workload.get(&subject) else {
+                continue;
+            };
+            let peer = if egress { r.dst } else { r.src };
+            for f in fs {
+                let s = &f.scope;
+                if s.egress != egress
+                    || (s.denied_only && !r.denied)
+                    || (!s.peers.is_empty() && !s.peers.contains(&peer))
+                    || (!s.ports.is_empty() && !s.ports.contains(&r.port))
+                {
+                    continue;
+                }
+                best = best.max(f.score as f32);
+            }
+        }
+        let idx = r.line as usize;
+        if scores.len() <= idx {
+            scores.resize(idx + 1, f32::NAN);
+        }
+        scores[idx] = best;
+    }
+}
