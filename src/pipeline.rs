@@ -213,9 +213,8 @@ impl Pipeline {
             .iter()
             .flat_map(|s| s.windows.keys().copied())
             .collect();
-        for w in open {
-            alerts.extend(self.close_window(w));
-        }
+        let open: Vec<i64> = open.into_iter().collect();
+        alerts.extend(self.close_windows(&open));
         if let Some(dl) = &mut self.dead_letters {
             dl.flush()?;
         }
@@ -328,9 +327,8 @@ impl Pipeline {
                 .iter()
                 .flat_map(|s| s.windows.range(..f).map(|(w, _)| *w))
                 .collect();
-            for w in closable {
-                alerts.extend(self.close_window(w));
-            }
+            let closable: Vec<i64> = closable.into_iter().collect();
+            alerts.extend(self.close_windows(&closable));
         }
         Ok(alerts)
     }
@@ -373,43 +371,55 @@ impl Pipeline {
         });
     }
 
-    /// Scores window `w` in every shard, updates baselines, returns its alerts.
-    fn close_window(&mut self, w: i64) -> Vec<Alert> {
-        let Some(clock) = self.clock.as_ref() else {
+    /// Scores windows `ws` (ascending) in every shard, updates baselines, returns their alerts.
+    ///
+    /// Each shard closes all of them in one pass, in window order, so one parallel section covers a
+    /// whole batch however many windows it closes.
+    fn close_windows(&mut self, ws: &[i64]) -> Vec<Alert> {
+        let Some(clock) = self.clock.clone() else {
             return Vec::new();
         };
-        let ctx = DetectContext {
-            window: w,
-            window_start: clock.start_of(w),
-            window_end: clock.start_of(w + 1),
-            cfg: &self.cfg.detect,
-            soft: self.score_refs.is_some(),
-        };
+        if ws.is_empty() {
+            return Vec::new();
+        }
+        let soft = self.score_refs.is_some();
+        let cfg = &self.cfg.detect;
         let detectors = &self.detectors;
         let baselines = &self.baselines;
-        let close_shard = |shard: &mut Shard| -> Vec<Finding> {
-            let Some(map) = shard.windows.remove(&w) else {
-                return Vec::new();
-            };
-            let mut items: Vec<(WorkloadId, WindowAggregate)> = map.into_iter().collect();
-            items.sort_unstable_by_key(|(id, _)| *id);
-            let mut findings = Vec::new();
-            for (id, mut agg) in items {
-                agg.normalize();
-                let start = findings.len();
-                {
-                    let base = baselines.get(id);
-                    for d in detectors {
-                        d.evaluate(&ctx, id, &agg, base.as_deref(), &mut findings);
+        let close_shard = |shard: &mut Shard| -> Vec<Vec<Finding>> {
+            ws.iter()
+                .map(|&w| {
+                    let ctx = DetectContext {
+                        window: w,
+                        window_start: clock.start_of(w),
+                        window_end: clock.start_of(w + 1),
+                        cfg,
+                        soft,
+                    };
+                    let Some(map) = shard.windows.remove(&w) else {
+                        return Vec::new();
+                    };
+                    let mut items: Vec<(WorkloadId, WindowAggregate)> = map.into_iter().collect();
+                    items.sort_unstable_by_key(|(id, _)| *id);
+                    let mut findings = Vec::new();
+                    for (id, mut agg) in items {
+                        agg.normalize();
+                        let start = findings.len();
+                        {
+                            let base = baselines.get(id);
+                            for d in detectors {
+                                d.evaluate(&ctx, id, &agg, base.as_deref(), &mut findings);
+                            }
+                        }
+                        let anomalous = findings[start..].iter().any(|f| f.score >= 1.0);
+                        baselines.update(id, &agg, w, anomalous);
                     }
-                }
-                let anomalous = findings[start..].iter().any(|f| f.score >= 1.0);
-                baselines.update(id, &agg, w, anomalous);
-            }
-            findings
+                    findings
+                })
+                .collect()
         };
-        let mut findings: Vec<Finding> = if self.threads == 1 {
-            close_shard(&mut self.shards[0])
+        let per_shard: Vec<Vec<Vec<Finding>>> = if self.threads == 1 {
+            vec![close_shard(&mut self.shards[0])]
         } else {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = self
@@ -422,29 +432,37 @@ impl Pipeline {
                     .collect();
                 handles
                     .into_iter()
-                    .flat_map(|h| match h.join() {
+                    .map(|h| match h.join() {
                         Ok(v) => v,
                         Err(p) => std::panic::resume_unwind(p),
                     })
                     .collect()
             })
         };
-        findings.sort_by(|a, b| {
-            a.workload
-                .cmp(&b.workload)
-                .then(a.detector.cmp(b.detector))
-                .then(b.score.total_cmp(&a.score))
-        });
-        self.stats.windows_closed += 1;
-        if let Some(refs) = self.score_refs.as_mut().and_then(|r| r.remove(&w)) {
-            score_records(&refs, &findings, &mut self.scores);
-        }
-        let alerts = self
-            .alerts
-            .raise(&findings, ctx.window_start, ctx.window_end);
-        for a in &alerts {
-            self.stats.alerts += 1;
-            *self.stats.alerts_by_detector.entry(a.detector.clone()).or_default() += 1;
+        let mut alerts = Vec::new();
+        for (i, &w) in ws.iter().enumerate() {
+            let mut findings: Vec<Finding> = per_shard
+                .iter()
+                .flat_map(|s| s.get(i).into_iter().flatten().cloned())
+                .collect();
+            findings.sort_by(|a, b| {
+                a.workload
+                    .cmp(&b.workload)
+                    .then(a.detector.cmp(b.detector))
+                    .then(b.score.total_cmp(&a.score))
+            });
+            self.stats.windows_closed += 1;
+            if let Some(refs) = self.score_refs.as_mut().and_then(|r| r.remove(&w)) {
+                score_records(&refs, &findings, &mut self.scores);
+            }
+            let raised = self
+                .alerts
+                .raise(&findings, clock.start_of(w), clock.start_of(w + 1));
+            for a in &raised {
+                self.stats.alerts += 1;
+                *self.stats.alerts_by_detector.entry(a.detector.clone()).or_default() += 1;
+            }
+            alerts.extend(raised);
         }
         alerts
     }
