@@ -9,6 +9,7 @@ pub mod alert;
 pub mod cli;
 pub mod baseline;
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod flow;
 pub mod pipeline;

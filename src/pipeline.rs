@@ -147,6 +147,13 @@ impl Pipeline {
         })
     }
 
+    /// Takes new thresholds (SIGHUP) without losing baselines or open windows.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.detectors = build_suite(&cfg.detect);
+        self.alerts.reconfigure(&cfg.alerts);
+        self.cfg = Arc::new(cfg.clone());
+    }
+
     /// Sends rejected lines to `sink`.
     pub fn set_dead_letters(&mut self, sink: Box<dyn DeadLetterSink>) {
         self.dead_letters = Some(sink);

@@ -1,4 +1,4 @@
-//! `flowwarden run`: the daemon.
+//! `flowwarden run`: the daemon (see [`crate::daemon`]).
 
 use std::path::PathBuf;
 
@@ -12,6 +12,7 @@ pub struct RunArgs {
 
 /// Runs the daemon.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    let _cfg = super::load_config(a.config.as_deref())?;
-    anyhow::bail!("run is not wired yet")
+    let cfg = super::load_config(a.config.as_deref())?;
+    let signals = crate::daemon::Signals::install()?;
+    crate::daemon::run(a.config, cfg, signals)
 }

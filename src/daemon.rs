@@ -1,0 +1,141 @@
+//! The daemon loop behind `flowwarden run`: builds the configured source, feeds the pipeline, delivers
+//! alerts, and handles signals (SIGTERM/SIGINT: stop consuming, flush, exit 0; SIGHUP: reload).
+//!
+//! Sources are built here from `[source] kind`; each kind's implementation lives in `src/source/`.
+
+use crate::config::Config;
+use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::sink::AlertSink;
+use crate::source::{open_inputs, FileSourceOptions, LineBatch, LineSource, Poll};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags set by signal handlers and read by the loop.
+#[derive(Debug, Default, Clone)]
+pub struct Signals {
+    /// SIGTERM or SIGINT received.
+    pub shutdown: Arc<AtomicBool>,
+    /// SIGHUP received (cleared when handled).
+    pub reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs handlers for SIGTERM, SIGINT and SIGHUP on a background thread.
+    pub fn install() -> anyhow::Result<Signals> {
+        let s = Signals::default();
+        let (shutdown, reload) = (Arc::clone(&s.shutdown), Arc::clone(&s.reload));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    let streams = (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::hangup()),
+                    );
+                    let (mut term, mut int, mut hup) = match streams {
+                        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                        _ => {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!("cannot install signal handlers")));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    loop {
+                        tokio::select! {
+                            _ = term.recv() => { shutdown.store(true, Ordering::SeqCst); }
+                            _ = int.recv() => { shutdown.store(true, Ordering::SeqCst); }
+                            _ = hup.recv() => { reload.store(true, Ordering::SeqCst); }
+                        }
+                    }
+                });
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("signal thread ended"))??;
+        Ok(s)
+    }
+}
+
+/// Builds the source named by `[source] kind`.
+pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
+    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
+        .unwrap_or(Duration::from_millis(250));
+    let file_opts = FileSourceOptions {
+        follow: cfg.source.follow,
+        poll_interval,
+        max_line_bytes: cfg.input.max_line_bytes,
+        resume: None,
+    };
+    match cfg.source.kind.as_str() {
+        "file" => open_inputs(&cfg.source.paths, &file_opts),
+        "stdin" => open_inputs(&["-".to_string()], &file_opts),
+        other => anyhow::bail!("source kind {other:?} is not available in this build"),
+    }
+}
+
+/// Runs the daemon until the source ends or a shutdown signal arrives.
+pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::Result<()> {
+    let mut cfg = Arc::new(cfg);
+    let threads = cfg.effective_threads(None);
+    let mut pipeline = Pipeline::new(Arc::clone(&cfg), PipelineOptions { threads, scores: false })?;
+    if let Some(path) = &cfg.dead_letter.file {
+        pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
+    }
+    let mut sinks = crate::cli::replay::alert_sinks(&cfg, None)?;
+    let mut source = build_source(&cfg)?;
+    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
+        .unwrap_or(Duration::from_millis(250));
+    let mut batch = LineBatch::new();
+    tracing::info!(source = %cfg.source.kind, threads, "flowwarden running");
+    let mut ended = false;
+    while !signals.shutdown.load(Ordering::SeqCst) {
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            match crate::config::Config::load_or_default(cfg_path.as_deref()) {
+                Ok(new_cfg) => {
+                    pipeline.reconfigure(&new_cfg);
+                    cfg = Arc::new(new_cfg);
+                    tracing::info!("configuration reloaded (baselines kept)");
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed; keeping the old configuration"),
+            }
+        }
+        batch.clear();
+        let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
+        if !batch.is_empty() {
+            for alert in pipeline.push(&batch)? {
+                sinks.send(&alert)?;
+            }
+            sinks.flush()?;
+        }
+        match poll {
+            Poll::End => {
+                ended = true;
+                break;
+            }
+            Poll::Idle if batch.is_empty() => std::thread::sleep(poll_interval),
+            _ => {}
+        }
+    }
+    if ended {
+        for alert in pipeline.finish()? {
+            sinks.send(&alert)?;
+        }
+    }
+    sinks.flush()?;
+    let stats = pipeline.stats();
+    tracing::info!(
+        records = stats.records,
+        bad = stats.bad_records,
+        alerts = stats.alerts,
+        "flowwarden stopped"
+    );
+    Ok(())
+}
