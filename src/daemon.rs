@@ -114,6 +114,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
                 sinks.send(&alert)?;
             }
             sinks.flush()?;
+            source.batch_done();
         }
         match poll {
             Poll::End => {

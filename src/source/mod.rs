@@ -141,6 +141,12 @@ pub trait LineSource: Send {
     fn poll_batch(&mut self, batch: &mut LineBatch, max_lines: usize, max_bytes: usize) -> std::io::Result<Poll>;
     /// Resume positions.
     fn checkpoint(&self) -> SourceCheckpoint;
+    /// Called after the lines of the last batch went through the pipeline and their alerts were
+    /// delivered: push sources acknowledge here (HTTP 200), Kafka may mark offsets.
+    fn batch_done(&mut self) {}
+    /// Called after a checkpoint covering everything polled so far is durable: Kafka commits
+    /// offsets here.
+    fn checkpoint_done(&mut self) {}
 }
 
 /// Options for file sources.
