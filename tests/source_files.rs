@@ -204,7 +204,7 @@ fn ten_megabyte_line_is_truncated_and_next_lines_are_intact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
     let mut data = b"before\n".to_vec();
-    data.extend(std::iter::repeat_n(b'x', 10 << 20));
+    data.extend_from_slice(&vec![b'x'; 10 << 20]);
     data.extend_from_slice(b"\nafter\nend\n");
     fs::write(&path, &data).unwrap();
     let got = read_all(open(&[&path]).as_mut());
@@ -488,4 +488,44 @@ fn throughput() {
         bytes as f64 / 1e6 / secs,
         lines as f64 / 1e6 / secs
     );
+}
+
+#[test]
+fn corrupt_gzip_is_an_error_naming_it_and_the_next_file_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.gz");
+    let good = dir.path().join("good.log");
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} {}\n", i * 7919 % 10007))
+        .collect();
+    let mut zipped = gzip(text.as_bytes());
+    let mid = zipped.len() / 2;
+    zipped.truncate(mid); // cut in the middle of the deflate stream
+    fs::write(&bad, &zipped).unwrap();
+    fs::write(&good, "fine\n").unwrap();
+    let mut src = open(&[&bad, &good]);
+    let mut batch = LineBatch::new();
+    let (mut errors, mut got) = (Vec::new(), Vec::new());
+    for _ in 0..100_000 {
+        batch.clear();
+        match src.poll_batch(&mut batch, 1000, 1 << 20) {
+            Ok(Poll::Data) => take_batch(&batch, &mut got),
+            Ok(Poll::Idle) => panic!("not following"),
+            Ok(Poll::End) => break,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("bad.gz"), "{errors:?}");
+    assert_eq!(got.last().map(|g| g.bytes.as_slice()), Some(&b"fine"[..]));
+    // What came out of the damaged file before the error is a prefix of its content, in order.
+    let from_bad: Vec<_> = got
+        .iter()
+        .filter(|g| g.source.ends_with("bad.gz"))
+        .collect();
+    assert!(from_bad.len() < 20_000, "the error must cut the file short");
+    for ((i, g), expected) in from_bad.iter().enumerate().zip(text.lines()) {
+        assert_eq!(g.line, i as u64 + 1);
+        assert_eq!(g.bytes, expected.as_bytes());
+    }
 }

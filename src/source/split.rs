@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn oversized_line_is_truncated_and_following_lines_intact() {
         let mut input = b"short\n".to_vec();
-        input.extend(std::iter::repeat_n(b'x', 10_000));
+        input.extend_from_slice(&[b'x'; 10_000]);
         input.extend_from_slice(b"\r\nnext\n");
         for chunk in [7, 100, 4096, 1 << 20] {
             let b = split_all(&input, chunk, 1000);

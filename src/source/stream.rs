@@ -170,3 +170,59 @@ fn pump<R: Read>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A never-ending stream fed by the test, like a quiet pipe.
+    struct ChannelReader(crossbeam_channel::Receiver<Vec<u8>>);
+
+    impl Read for ChannelReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.recv() {
+                Ok(bytes) => {
+                    let n = bytes.len().min(buf.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    Ok(n)
+                }
+                Err(_) => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn quiet_stream_is_idle_not_blocking_and_partial_lines_wait() {
+        let (feed, rx) = crossbeam_channel::unbounded();
+        let mut input = StreamInput::spawn(Arc::from("-"), ChannelReader(rx), 1 << 20).unwrap();
+        let limits = Limits::new(100, 1 << 20);
+        let mut batch = LineBatch::new();
+        let no_wait = StreamWait::Upto(Duration::ZERO);
+        assert_eq!(
+            input.poll(&mut batch, &limits, no_wait).unwrap(),
+            InputPoll::Idle
+        );
+        feed.send(b"ab".to_vec()).unwrap();
+        feed.send(b"c\nde".to_vec()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while batch.is_empty() && Instant::now() < deadline {
+            let _ = input.poll(
+                &mut batch,
+                &limits,
+                StreamWait::Upto(Duration::from_millis(10)),
+            );
+        }
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch.line(0), b"abc");
+        drop(feed); // end of stream: the partial line is emitted
+        batch.clear();
+        while !input.is_done() && Instant::now() < deadline {
+            let _ = input.poll(&mut batch, &limits, StreamWait::Block);
+        }
+        assert_eq!(
+            (batch.len(), batch.line(0), batch.lines[0].offset),
+            (1, &b"de"[..], 4)
+        );
+    }
+}
