@@ -6,3 +6,4 @@
 
 pub mod alert;
 pub mod flow;
+pub mod respond;
