@@ -494,3 +494,7 @@ fn open_audit(cfg: &RespondConfig) -> anyhow::Result<Option<AuditLog>> {
         .map(|p| AuditLog::open(&p).with_context(|| format!("audit log {}", p.display())))
         .transpose()
 }
+
+#[cfg(test)]
+#[path = "responder_tests.rs"]
+mod tests;

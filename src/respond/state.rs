@@ -50,7 +50,7 @@ pub struct ResponderState {
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
-    last_written: Option<SystemTime>,
+    last_written: Option<(SystemTime, u64)>,
 }
 
 impl StateFile {
@@ -93,8 +93,10 @@ impl StateFile {
         now.is_some() && now != self.last_written
     }
 
-    fn mtime(&self) -> Option<SystemTime> {
-        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+    /// Modification time and size: size catches rewrites within a coarse mtime tick.
+    fn mtime(&self) -> Option<(SystemTime, u64)> {
+        let m = fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.len()))
     }
 }
 
