@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use flowwarden::alert::{alert_id, Alert, Band, Severity, ALERT_TYPE};
 use flowwarden::respond::{
-    Actuator, ActionKind, ActionRecord, ActuatorConfig, DirectoryActuator, KubeActuator, QuarantineMode,
-    RespondConfig, Responder,
+    ActionKind, ActionRecord, Actuator, ActuatorConfig, DirectoryActuator, KubeActuator,
+    QuarantineMode, RespondConfig, Responder,
 };
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -68,11 +68,17 @@ impl FakeApi {
                     .iter()
                     .map(|n| json!({"metadata": {"name": n, "namespace": "shop"}}))
                     .collect();
-                (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}))
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
             }
             "PATCH" if s.path.starts_with(pods_prefix) => {
                 let name = s.path.rsplit('/').next().unwrap_or_default();
-                (200, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop"}}))
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop"}}),
+                )
             }
             "PATCH" => {
                 self.objects.insert(s.path.clone());
@@ -109,12 +115,17 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = api.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { return };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
                     let api = shared.clone();
                     tokio::spawn(async move {
                         let _ = serve(stream, api).await;
@@ -123,7 +134,10 @@ impl Server {
             });
         });
         let addr = rx.recv().unwrap();
-        Server { url: format!("http://{addr}"), api }
+        Server {
+            url: format!("http://{addr}"),
+            api,
+        }
     }
 
     fn take(&self) -> Vec<Seen> {
@@ -156,10 +170,16 @@ async fn serve(stream: tokio::net::TcpStream, api: Arc<Mutex<FakeApi>>) -> std::
             }
         }
         let mut body = Vec::new();
-        if let Some(len) = headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        if let Some(len) = headers
+            .get("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
             body.resize(len, 0);
             reader.read_exact(&mut body).await?;
-        } else if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"))
+        {
             loop {
                 let mut size = String::new();
                 reader.read_line(&mut size).await?;
@@ -232,13 +252,20 @@ fn alert(time: i64) -> Alert {
         dismissed: false,
         detector: "port_scan".into(),
         workload: WORKLOAD.into(),
-        workload_labels: vec!["app=cart".into(), "pod-template-hash=7d9c8b6f4".into(), "tier=web".into()],
+        workload_labels: vec![
+            "app=cart".into(),
+            "pod-template-hash=7d9c8b6f4".into(),
+            "tier=web".into(),
+        ],
         window_start: time - 60,
         window_end: time,
         score: 12.0,
         observed: 400.0,
         expected: 4.0,
-        band: Band { lower: 0.0, upper: 12.0 },
+        band: Band {
+            lower: 0.0,
+            upper: 12.0,
+        },
         feature: "distinct_dest_ports".into(),
         soc2: vec!["CC7.2".into()],
     }
@@ -246,9 +273,11 @@ fn alert(time: i64) -> Alert {
 
 /// The quarantine and the release a live (not dry-run) responder emits for one alert.
 fn quarantine_and_release(mode: QuarantineMode) -> (ActionRecord, ActionRecord) {
-    let mut cfg = RespondConfig::default();
-    cfg.dry_run = false;
-    cfg.mode = mode;
+    let cfg = RespondConfig {
+        dry_run: false,
+        mode,
+        ..RespondConfig::default()
+    };
     let mut r = Responder::new(cfg).unwrap();
     let q = r.on_alert(&alert(T0), T0).pop().unwrap();
     assert_eq!(q.action, ActionKind::Quarantine, "{}", q.reason);
@@ -257,7 +286,11 @@ fn quarantine_and_release(mode: QuarantineMode) -> (ActionRecord, ActionRecord) 
 }
 
 fn actuator(server: &Server) -> KubeActuator {
-    KubeActuator::new(&ActuatorConfig { api_url: Some(server.url.clone()), ..ActuatorConfig::default() }).unwrap()
+    KubeActuator::new(&ActuatorConfig {
+        api_url: Some(server.url.clone()),
+        ..ActuatorConfig::default()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -269,22 +302,37 @@ fn kube_policy_mode_server_side_applies_and_deletes() {
     let seen = server.take();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let s = &seen[0];
-    let path = format!("/apis/projectcalico.org/v3/namespaces/shop/networkpolicies/{}", q.object_name);
-    assert_eq!((s.method.as_str(), s.path.as_str()), ("PATCH", path.as_str()));
-    assert_eq!(s.query.get("fieldManager").map(String::as_str), Some("flowwarden"));
+    let path = format!(
+        "/apis/projectcalico.org/v3/namespaces/shop/networkpolicies/{}",
+        q.object_name
+    );
+    assert_eq!(
+        (s.method.as_str(), s.path.as_str()),
+        ("PATCH", path.as_str())
+    );
+    assert_eq!(
+        s.query.get("fieldManager").map(String::as_str),
+        Some("flowwarden")
+    );
     assert_eq!(s.query.get("force").map(String::as_str), Some("true"));
     assert_eq!(s.content_type, "application/apply-patch+yaml");
     assert_eq!(s.body["apiVersion"], "projectcalico.org/v3");
     assert_eq!(s.body["kind"], "NetworkPolicy");
     assert_eq!(s.body["metadata"]["namespace"], "shop");
-    assert_eq!(s.body["spec"]["selector"], "app == \"cart\" && tier == \"web\"");
+    assert_eq!(
+        s.body["spec"]["selector"],
+        "app == \"cart\" && tier == \"web\""
+    );
     assert_eq!(s.body["spec"]["tier"], "flowwarden-quarantine");
 
     kube.apply(&rel).unwrap();
     kube.apply(&rel).unwrap(); // replayed release: 404 is fine
     let seen = server.take();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.method == "DELETE" && s.path == path), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.method == "DELETE" && s.path == path),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -295,20 +343,37 @@ fn kube_label_mode_lists_pods_and_merge_patches_each() {
     kube.apply(&q).unwrap();
     let seen = server.take();
     assert_eq!(seen.len(), 3, "{seen:?}");
-    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("GET", "/api/v1/namespaces/shop/pods"));
-    assert_eq!(seen[0].query.get("labelSelector").map(String::as_str), Some("app=cart,tier=web"));
-    for (s, pod) in seen[1..].iter().zip(["cart-7d9c8b6f4-abcde", "cart-7d9c8b6f4-fghij"]) {
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("GET", "/api/v1/namespaces/shop/pods")
+    );
+    assert_eq!(
+        seen[0].query.get("labelSelector").map(String::as_str),
+        Some("app=cart,tier=web")
+    );
+    for (s, pod) in seen[1..]
+        .iter()
+        .zip(["cart-7d9c8b6f4-abcde", "cart-7d9c8b6f4-fghij"])
+    {
         assert_eq!(s.method, "PATCH");
         assert_eq!(s.path, format!("/api/v1/namespaces/shop/pods/{pod}"));
         assert_eq!(s.content_type, "application/merge-patch+json");
-        assert_eq!(s.body, json!({"metadata": {"labels": {"quarantine": "true"}}}));
+        assert_eq!(
+            s.body,
+            json!({"metadata": {"labels": {"quarantine": "true"}}})
+        );
     }
 
     kube.apply(&rel).unwrap();
     let seen = server.take();
-    assert_eq!(seen[0].query.get("labelSelector").map(String::as_str), Some("app=cart,tier=web,quarantine=true"));
+    assert_eq!(
+        seen[0].query.get("labelSelector").map(String::as_str),
+        Some("app=cart,tier=web,quarantine=true")
+    );
     assert_eq!(seen.len(), 3);
-    assert!(seen[1..].iter().all(|s| s.body == json!({"metadata": {"labels": {"quarantine": null}}})));
+    assert!(seen[1..]
+        .iter()
+        .all(|s| s.body == json!({"metadata": {"labels": {"quarantine": null}}})));
 }
 
 #[test]
@@ -321,15 +386,30 @@ fn kube_k8s_mode_creates_and_deletes_network_policy() {
     let seen = server.take();
     assert_eq!(seen.len(), 2);
     let s = &seen[0];
-    assert_eq!((s.method.as_str(), s.path.as_str()), ("POST", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"));
+    assert_eq!(
+        (s.method.as_str(), s.path.as_str()),
+        (
+            "POST",
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
+        )
+    );
     assert_eq!(s.content_type, "application/json");
-    assert_eq!(s.body["spec"]["podSelector"]["matchLabels"], json!({"app": "cart", "tier": "web"}));
+    assert_eq!(
+        s.body["spec"]["podSelector"]["matchLabels"],
+        json!({"app": "cart", "tier": "web"})
+    );
     assert_eq!(s.body["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
 
     kube.apply(&rel).unwrap();
     let seen = server.take();
     assert_eq!(seen[0].method, "DELETE");
-    assert_eq!(seen[0].path, format!("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}", q.object_name));
+    assert_eq!(
+        seen[0].path,
+        format!(
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}",
+            q.object_name
+        )
+    );
 }
 
 #[test]
@@ -338,15 +418,26 @@ fn kube_install_applies_tier_and_global_policy() {
     let mut kube = actuator(&server);
     kube.install(&RespondConfig::default()).unwrap();
     let seen = server.take();
-    let paths: Vec<_> = seen.iter().map(|s| (s.method.as_str(), s.path.as_str())).collect();
+    let paths: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
     assert_eq!(
         paths,
         [
-            ("PATCH", "/apis/projectcalico.org/v3/tiers/flowwarden-quarantine"),
-            ("PATCH", "/apis/projectcalico.org/v3/globalnetworkpolicies/flowwarden-quarantine.quarantine"),
+            (
+                "PATCH",
+                "/apis/projectcalico.org/v3/tiers/flowwarden-quarantine"
+            ),
+            (
+                "PATCH",
+                "/apis/projectcalico.org/v3/globalnetworkpolicies/flowwarden-quarantine.quarantine"
+            ),
         ]
     );
-    assert!(seen.iter().all(|s| s.content_type == "application/apply-patch+yaml"));
+    assert!(seen
+        .iter()
+        .all(|s| s.content_type == "application/apply-patch+yaml"));
     assert_eq!(seen[0].body["spec"]["order"], json!(150.0));
     assert_eq!(seen[1].body["spec"]["selector"], "quarantine == \"true\"");
 }
@@ -377,9 +468,18 @@ fn directory_actuator_writes_then_removes_the_manifest() {
     let text = std::fs::read_to_string(&path).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(doc["kind"].as_str(), Some("NetworkPolicy"));
-    assert_eq!(doc["metadata"]["name"].as_str(), Some(q.object_name.as_str()));
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("manifests")).unwrap().collect();
-    assert_eq!(files.len(), 1, "one file per active quarantine, no temp files left");
+    assert_eq!(
+        doc["metadata"]["name"].as_str(),
+        Some(q.object_name.as_str())
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("manifests"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one file per active quarantine, no temp files left"
+    );
 
     act.apply(&rel).unwrap();
     assert!(!path.exists());

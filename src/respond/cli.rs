@@ -102,7 +102,11 @@ pub fn run_policy(cmd: PolicyCommand) -> anyhow::Result<()> {
 /// Runs `flowwarden quarantine ...`.
 pub fn run_quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
     match cmd {
-        QuarantineCommand::List { state, config, json } => {
+        QuarantineCommand::List {
+            state,
+            config,
+            json,
+        } => {
             let responder = Responder::new(config_with_state(config.as_deref(), state)?)?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
@@ -117,7 +121,11 @@ pub fn run_quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
                 writeln!(out, "no active quarantines")?;
                 return Ok(());
             }
-            writeln!(out, "{:<40} {:<22} {:<22} {:>5} {:<7} MODE", "WORKLOAD", "STARTED", "EXPIRES", "LEVEL", "DRY_RUN")?;
+            writeln!(
+                out,
+                "{:<40} {:<22} {:<22} {:>5} {:<7} MODE",
+                "WORKLOAD", "STARTED", "EXPIRES", "LEVEL", "DRY_RUN"
+            )?;
             for q in active {
                 writeln!(
                     out,
@@ -132,7 +140,13 @@ pub fn run_quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        QuarantineCommand::Release { workload, state, config, actor, now } => {
+        QuarantineCommand::Release {
+            workload,
+            state,
+            config,
+            actor,
+            now,
+        } => {
             let cfg = config_with_state(config.as_deref(), state)?;
             let actor = actor
                 .or_else(|| std::env::var("USER").ok())
@@ -147,11 +161,12 @@ pub fn run_quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             };
             let mut actuator = build_actuator(&cfg)?;
             let mut responder = Responder::new(cfg)?;
-            let record = responder
-                .release(&workload, &actor, now)
-                .ok_or_else(|| anyhow!("{workload} is not quarantined (see `flowwarden quarantine list`)"))?;
+            let record = responder.release(&workload, &actor, now).ok_or_else(|| {
+                anyhow!("{workload} is not quarantined (see `flowwarden quarantine list`)")
+            })?;
             if let Some(a) = actuator.as_mut() {
-                a.apply(&record).with_context(|| format!("{} actuator", a.name()))?;
+                a.apply(&record)
+                    .with_context(|| format!("{} actuator", a.name()))?;
             }
             println!("{}", serde_json::to_string(&record)?);
             Ok(())
@@ -161,22 +176,33 @@ pub fn run_quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
 
 /// Loads `[respond]` from a TOML config file, or the defaults without one.
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<RespondConfig> {
-    let Some(path) = path else { return Ok(RespondConfig::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(RespondConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     match doc.remove("respond") {
-        Some(v) => v.try_into().with_context(|| format!("{}: [respond]", path.display())),
+        Some(v) => v
+            .try_into()
+            .with_context(|| format!("{}: [respond]", path.display())),
         None => Ok(RespondConfig::default()),
     }
 }
 
-fn config_with_state(config: Option<&Path>, state: Option<PathBuf>) -> anyhow::Result<RespondConfig> {
+fn config_with_state(
+    config: Option<&Path>,
+    state: Option<PathBuf>,
+) -> anyhow::Result<RespondConfig> {
     let mut cfg = load_config(config)?;
     if let Some(dir) = state {
         cfg.state_dir = Some(dir);
     }
     if cfg.state_dir.is_none() {
-        anyhow::bail!("no responder state: pass --state DIR or set respond.state_dir in the config");
+        anyhow::bail!(
+            "no responder state: pass --state DIR or set respond.state_dir in the config"
+        );
     }
     Ok(cfg)
 }

@@ -22,7 +22,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: &str, message: impl Into<String>) -> Self {
-        Self { key: format!("respond.{key}"), message: message.into() }
+        Self {
+            key: format!("respond.{key}"),
+            message: message.into(),
+        }
     }
 }
 
@@ -54,7 +57,10 @@ pub struct TierConfig {
 
 impl Default for TierConfig {
     fn default() -> Self {
-        Self { name: "flowwarden-quarantine".into(), order: 150.0 }
+        Self {
+            name: "flowwarden-quarantine".into(),
+            order: 150.0,
+        }
     }
 }
 
@@ -88,7 +94,12 @@ pub struct ActuatorConfig {
 
 impl Default for ActuatorConfig {
     fn default() -> Self {
-        Self { kind: ActuatorKind::None, directory: None, field_manager: "flowwarden".into(), api_url: None }
+        Self {
+            kind: ActuatorKind::None,
+            directory: None,
+            field_manager: "flowwarden".into(),
+            api_url: None,
+        }
     }
 }
 
@@ -149,17 +160,29 @@ impl Default for RespondConfig {
             enabled: true,
             dry_run: true,
             mode: QuarantineMode::Label,
-            detectors: ["port_scan", "ip_sweep", "beaconing", "egress", "deny_surge", "new_peer"]
-                .map(String::from)
-                .to_vec(),
+            detectors: [
+                "port_scan",
+                "ip_sweep",
+                "beaconing",
+                "egress",
+                "deny_surge",
+                "new_peer",
+            ]
+            .map(String::from)
+            .to_vec(),
             min_severity: 70,
             include_namespaces: Vec::new(),
             exclude_namespaces: Vec::new(),
             include_labels: Vec::new(),
             exclude_labels: Vec::new(),
-            protected_namespaces: ["kube-system", "calico-system", "calico-apiserver", "tigera-*"]
-                .map(String::from)
-                .to_vec(),
+            protected_namespaces: [
+                "kube-system",
+                "calico-system",
+                "calico-apiserver",
+                "tigera-*",
+            ]
+            .map(String::from)
+            .to_vec(),
             own_namespace: "flowwarden".into(),
             max_active: 10,
             max_per_hour: 5,
@@ -183,10 +206,16 @@ impl RespondConfig {
     /// Checks every key; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.min_severity > 100 {
-            return Err(ConfigError::new("min_severity", format!("{} is above 100", self.min_severity)));
+            return Err(ConfigError::new(
+                "min_severity",
+                format!("{} is above 100", self.min_severity),
+            ));
         }
         if self.detectors.iter().any(|d| d.trim().is_empty()) {
-            return Err(ConfigError::new("detectors", "detector names must not be empty"));
+            return Err(ConfigError::new(
+                "detectors",
+                "detector names must not be empty",
+            ));
         }
         for (key, patterns) in [
             ("include_namespaces", &self.include_namespaces),
@@ -201,48 +230,82 @@ impl RespondConfig {
                     .map_err(|e| ConfigError::new(key, format!("bad glob {p:?}: {e}")))?;
             }
         }
-        for (key, selectors) in [("include_labels", &self.include_labels), ("exclude_labels", &self.exclude_labels)] {
+        for (key, selectors) in [
+            ("include_labels", &self.include_labels),
+            ("exclude_labels", &self.exclude_labels),
+        ] {
             for s in selectors {
-                super::selector::LabelRequirement::parse(s).map_err(|e| ConfigError::new(key, e))?;
+                super::selector::LabelRequirement::parse(s)
+                    .map_err(|e| ConfigError::new(key, e))?;
             }
         }
         if !is_dns_label(&self.own_namespace) {
-            return Err(ConfigError::new("own_namespace", format!("{:?} is not a namespace name", self.own_namespace)));
+            return Err(ConfigError::new(
+                "own_namespace",
+                format!("{:?} is not a namespace name", self.own_namespace),
+            ));
         }
         if self.max_active == 0 {
-            return Err(ConfigError::new("max_active", "must be at least 1 (set enabled = false to turn the responder off)"));
+            return Err(ConfigError::new(
+                "max_active",
+                "must be at least 1 (set enabled = false to turn the responder off)",
+            ));
         }
         if self.max_per_hour == 0 {
-            return Err(ConfigError::new("max_per_hour", "must be at least 1 (set enabled = false to turn the responder off)"));
+            return Err(ConfigError::new(
+                "max_per_hour",
+                "must be at least 1 (set enabled = false to turn the responder off)",
+            ));
         }
         parse_duration("cooldown", &self.cooldown)?;
         parse_duration("escalation_reset", &self.escalation_reset)?;
         let ladder = self.ladder()?;
         if ladder.windows(2).any(|w| w[1] < w[0]) {
-            return Err(ConfigError::new("expiry_ladder", "steps must not get shorter"));
+            return Err(ConfigError::new(
+                "expiry_ladder",
+                "steps must not get shorter",
+            ));
         }
         if !is_dns_label(&self.tier.name) || self.tier.name == "default" {
             return Err(ConfigError::new(
                 "tier.name",
-                format!("{:?} must be a lowercase DNS label other than \"default\"", self.tier.name),
+                format!(
+                    "{:?} must be a lowercase DNS label other than \"default\"",
+                    self.tier.name
+                ),
             ));
         }
-        if !(self.tier.order.is_finite() && self.tier.order > 0.0 && self.tier.order < DEFAULT_TIER_ORDER) {
+        if !(self.tier.order.is_finite()
+            && self.tier.order > 0.0
+            && self.tier.order < DEFAULT_TIER_ORDER)
+        {
             return Err(ConfigError::new(
                 "tier.order",
-                format!("{} must be between 0 and 1000000 (before the default tier)", self.tier.order),
+                format!(
+                    "{} must be between 0 and 1000000 (before the default tier)",
+                    self.tier.order
+                ),
             ));
         }
         if let Some(ns) = &self.forensics_namespace {
             if !is_dns_label(ns) {
-                return Err(ConfigError::new("forensics_namespace", format!("{ns:?} is not a namespace name")));
+                return Err(ConfigError::new(
+                    "forensics_namespace",
+                    format!("{ns:?} is not a namespace name"),
+                ));
             }
         }
         if self.actuator.field_manager.trim().is_empty() {
-            return Err(ConfigError::new("actuator.field_manager", "must not be empty"));
+            return Err(ConfigError::new(
+                "actuator.field_manager",
+                "must not be empty",
+            ));
         }
         if self.actuator.kind == ActuatorKind::Directory && self.actuator.directory.is_none() {
-            return Err(ConfigError::new("actuator.directory", "required when actuator.kind = \"directory\""));
+            return Err(ConfigError::new(
+                "actuator.directory",
+                "required when actuator.kind = \"directory\"",
+            ));
         }
         if let Some(url) = &self.actuator.api_url {
             url.parse::<http::Uri>()
@@ -264,14 +327,20 @@ impl RespondConfig {
     /// Expiry ladder in seconds.
     pub(crate) fn ladder(&self) -> Result<Vec<i64>, ConfigError> {
         if self.expiry_ladder.is_empty() {
-            return Err(ConfigError::new("expiry_ladder", "needs at least one duration"));
+            return Err(ConfigError::new(
+                "expiry_ladder",
+                "needs at least one duration",
+            ));
         }
         self.expiry_ladder
             .iter()
             .map(|s| {
                 let d = parse_duration("expiry_ladder", s)?;
                 if d.is_zero() {
-                    return Err(ConfigError::new("expiry_ladder", "durations must be positive"));
+                    return Err(ConfigError::new(
+                        "expiry_ladder",
+                        "durations must be positive",
+                    ));
                 }
                 Ok(secs(d))
             })
@@ -284,14 +353,16 @@ fn secs(d: Duration) -> i64 {
 }
 
 fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s).map_err(|e| ConfigError::new(key, format!("{s:?} is not a duration like \"30m\": {e}")))
+    humantime::parse_duration(s)
+        .map_err(|e| ConfigError::new(key, format!("{s:?} is not a duration like \"30m\": {e}")))
 }
 
 /// RFC 1123 label: what Kubernetes accepts for namespace and tier names.
 pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -319,18 +390,34 @@ mod tests {
         assert_eq!(bad(&|c| c.min_severity = 101), "respond.min_severity");
         assert_eq!(bad(&|c| c.cooldown = "soon".into()), "respond.cooldown");
         assert_eq!(bad(&|c| c.expiry_ladder = vec![]), "respond.expiry_ladder");
-        assert_eq!(bad(&|c| c.expiry_ladder = vec!["1h".into(), "10m".into()]), "respond.expiry_ladder");
+        assert_eq!(
+            bad(&|c| c.expiry_ladder = vec!["1h".into(), "10m".into()]),
+            "respond.expiry_ladder"
+        );
         assert_eq!(bad(&|c| c.tier.order = 2_000_000.0), "respond.tier.order");
-        assert_eq!(bad(&|c| c.tier.name = "Bad_Tier".into()), "respond.tier.name");
-        assert_eq!(bad(&|c| c.include_labels = vec!["=x".into()]), "respond.include_labels");
-        assert_eq!(bad(&|c| c.protected_namespaces = vec!["[".into()]), "respond.protected_namespaces");
-        assert_eq!(bad(&|c| c.actuator.kind = ActuatorKind::Directory), "respond.actuator.directory");
+        assert_eq!(
+            bad(&|c| c.tier.name = "Bad_Tier".into()),
+            "respond.tier.name"
+        );
+        assert_eq!(
+            bad(&|c| c.include_labels = vec!["=x".into()]),
+            "respond.include_labels"
+        );
+        assert_eq!(
+            bad(&|c| c.protected_namespaces = vec!["[".into()]),
+            "respond.protected_namespaces"
+        );
+        assert_eq!(
+            bad(&|c| c.actuator.kind = ActuatorKind::Directory),
+            "respond.actuator.directory"
+        );
         assert_eq!(bad(&|c| c.max_active = 0), "respond.max_active");
     }
 
     #[test]
     fn toml_round_trip_rejects_unknown_keys() {
-        let c: RespondConfig = toml::from_str("dry_run = false\nmode = \"policy\"\n[tier]\norder = 120\n").unwrap();
+        let c: RespondConfig =
+            toml::from_str("dry_run = false\nmode = \"policy\"\n[tier]\norder = 120\n").unwrap();
         assert!(!c.dry_run);
         assert_eq!(c.mode, QuarantineMode::Policy);
         assert_eq!(c.tier.order, 120.0);

@@ -22,7 +22,9 @@ mod state;
 
 pub use actuator::{build_actuator, Actuator, DirectoryActuator, KubeActuator};
 pub use cli::{run_policy, run_quarantine, PolicyCommand, QuarantineCommand, ResponderCommand};
-pub use config::{ActuatorConfig, ActuatorKind, ConfigError, QuarantineMode, RespondConfig, TierConfig};
+pub use config::{
+    ActuatorConfig, ActuatorKind, ConfigError, QuarantineMode, RespondConfig, TierConfig,
+};
 pub use record::{ActionKind, ActionRecord, ActiveQuarantine, Decision};
 pub use render::render_install;
 pub use responder::{rules, Responder, SELF_ACTOR};

@@ -77,7 +77,11 @@ pub fn render_action(
 ) -> RenderedAction {
     match cfg.mode {
         QuarantineMode::Label => {
-            let value = if release { Value::Null } else { Value::String("true".into()) };
+            let value = if release {
+                Value::Null
+            } else {
+                Value::String("true".into())
+            };
             let patch = json!({ "metadata": { "labels": { QUARANTINE_LABEL: value } } });
             let verb = if release { "remove label" } else { "label" };
             RenderedAction {
@@ -110,7 +114,10 @@ pub fn render_action(
                 },
             });
             RenderedAction {
-                manifest: format!("# Calico NetworkPolicy isolating {namespace}/{name_aggr}\n{}", to_yaml(&np)),
+                manifest: format!(
+                    "# Calico NetworkPolicy isolating {namespace}/{name_aggr}\n{}",
+                    to_yaml(&np)
+                ),
                 object_name: name,
             }
         }
@@ -162,7 +169,13 @@ pub fn render_action(
 fn policy_base_name(name_aggr: &str) -> String {
     let mut cleaned: String = name_aggr
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     while cleaned.contains("--") {
         cleaned = cleaned.replace("--", "-");
@@ -230,13 +243,20 @@ mod tests {
     }
 
     fn actions(rules: &serde_yaml::Value) -> Vec<String> {
-        rules.as_sequence().unwrap().iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
+        rules
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
     fn install_renders_tier_and_global_policy() {
-        let mut cfg = RespondConfig::default();
-        cfg.forensics_namespace = Some("forensics".into());
+        let cfg = RespondConfig {
+            forensics_namespace: Some("forensics".into()),
+            ..RespondConfig::default()
+        };
         let d = docs(&render_install(&cfg));
         assert_eq!(d.len(), 2);
         assert_eq!(d[0]["kind"].as_str(), Some("Tier"));
@@ -244,18 +264,35 @@ mod tests {
         assert_eq!(d[0]["spec"]["order"].as_f64(), Some(150.0));
         let g = &d[1];
         assert_eq!(g["kind"].as_str(), Some("GlobalNetworkPolicy"));
-        assert_eq!(g["metadata"]["name"].as_str(), Some("flowwarden-quarantine.quarantine"));
+        assert_eq!(
+            g["metadata"]["name"].as_str(),
+            Some("flowwarden-quarantine.quarantine")
+        );
         assert_eq!(g["spec"]["tier"].as_str(), Some("flowwarden-quarantine"));
         assert!(g["spec"]["order"].as_f64().is_some());
-        assert_eq!(g["spec"]["selector"].as_str(), Some("quarantine == \"true\""));
-        let types: Vec<_> = g["spec"]["types"].as_sequence().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(
+            g["spec"]["selector"].as_str(),
+            Some("quarantine == \"true\"")
+        );
+        let types: Vec<_> = g["spec"]["types"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         assert_eq!(types, ["Ingress", "Egress"]);
         assert_eq!(actions(&g["spec"]["ingress"]), ["Allow", "Log", "Deny"]);
-        assert_eq!(actions(&g["spec"]["egress"]), ["Allow", "Allow", "Log", "Deny"]);
+        assert_eq!(
+            actions(&g["spec"]["egress"]),
+            ["Allow", "Allow", "Log", "Deny"]
+        );
         let dns = &g["spec"]["egress"][0];
         assert_eq!(dns["protocol"].as_str(), Some("UDP"));
         assert_eq!(g["spec"]["egress"][1]["protocol"].as_str(), Some("TCP"));
-        assert_eq!(dns["destination"]["selector"].as_str(), Some("k8s-app == \"kube-dns\""));
+        assert_eq!(
+            dns["destination"]["selector"].as_str(),
+            Some("k8s-app == \"kube-dns\"")
+        );
         assert_eq!(
             dns["destination"]["namespaceSelector"].as_str(),
             Some("projectcalico.org/name == \"kube-system\"")
@@ -269,58 +306,108 @@ mod tests {
 
     #[test]
     fn install_without_allow_rules_is_log_then_deny() {
-        let mut cfg = RespondConfig::default();
-        cfg.allow_dns = false;
+        let cfg = RespondConfig {
+            allow_dns: false,
+            ..RespondConfig::default()
+        };
         let d = docs(&render_install(&cfg));
         assert_eq!(actions(&d[1]["spec"]["ingress"]), ["Log", "Deny"]);
         assert_eq!(actions(&d[1]["spec"]["egress"]), ["Log", "Deny"]);
     }
 
     fn sel() -> BTreeMap<String, String> {
-        [("app".to_string(), "cart".to_string()), ("tier".to_string(), "web".to_string())].into()
+        [
+            ("app".to_string(), "cart".to_string()),
+            ("tier".to_string(), "web".to_string()),
+        ]
+        .into()
     }
 
     #[test]
     fn calico_network_policy_per_workload() {
-        let mut cfg = RespondConfig::default();
-        cfg.mode = QuarantineMode::Policy;
-        let r = render_action(&cfg, "shop", "cart-7d9c8b6f4-*", &sel(), &BTreeMap::new(), false);
+        let cfg = RespondConfig {
+            mode: QuarantineMode::Policy,
+            ..RespondConfig::default()
+        };
+        let r = render_action(
+            &cfg,
+            "shop",
+            "cart-7d9c8b6f4-*",
+            &sel(),
+            &BTreeMap::new(),
+            false,
+        );
         let d = docs(&r.manifest);
         let np = &d[0];
         assert_eq!(np["apiVersion"].as_str(), Some("projectcalico.org/v3"));
         assert_eq!(np["kind"].as_str(), Some("NetworkPolicy"));
         assert_eq!(np["metadata"]["namespace"].as_str(), Some("shop"));
         let name = np["metadata"]["name"].as_str().unwrap();
-        assert!(name.starts_with("flowwarden-quarantine.q-cart-7d9c8b6f4-"), "{name}");
+        assert!(
+            name.starts_with("flowwarden-quarantine.q-cart-7d9c8b6f4-"),
+            "{name}"
+        );
         assert_eq!(name, r.object_name);
         assert_eq!(np["spec"]["tier"].as_str(), Some("flowwarden-quarantine"));
-        assert_eq!(np["spec"]["selector"].as_str(), Some("app == \"cart\" && tier == \"web\""));
+        assert_eq!(
+            np["spec"]["selector"].as_str(),
+            Some("app == \"cart\" && tier == \"web\"")
+        );
         assert_eq!(actions(&np["spec"]["ingress"]), ["Log", "Deny"]);
-        assert_eq!(actions(&np["spec"]["egress"]), ["Allow", "Allow", "Log", "Deny"]);
+        assert_eq!(
+            actions(&np["spec"]["egress"]),
+            ["Allow", "Allow", "Log", "Deny"]
+        );
     }
 
     #[test]
     fn kubernetes_network_policy_fallback() {
-        let mut cfg = RespondConfig::default();
-        cfg.mode = QuarantineMode::K8s;
-        let r = render_action(&cfg, "shop", "cart-7d9c8b6f4-*", &sel(), &BTreeMap::new(), false);
+        let cfg = RespondConfig {
+            mode: QuarantineMode::K8s,
+            ..RespondConfig::default()
+        };
+        let r = render_action(
+            &cfg,
+            "shop",
+            "cart-7d9c8b6f4-*",
+            &sel(),
+            &BTreeMap::new(),
+            false,
+        );
         assert!(r.manifest.contains("WEAKER"));
         let np = &docs(&r.manifest)[0];
         assert_eq!(np["apiVersion"].as_str(), Some("networking.k8s.io/v1"));
         assert_eq!(np["metadata"]["namespace"].as_str(), Some("shop"));
-        assert_eq!(np["spec"]["podSelector"]["matchLabels"]["app"].as_str(), Some("cart"));
-        assert_eq!(np["spec"]["podSelector"]["matchLabels"]["tier"].as_str(), Some("web"));
-        let types: Vec<_> = np["spec"]["policyTypes"].as_sequence().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"]["app"].as_str(),
+            Some("cart")
+        );
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"]["tier"].as_str(),
+            Some("web")
+        );
+        let types: Vec<_> = np["spec"]["policyTypes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         assert_eq!(types, ["Ingress", "Egress"]);
         assert_eq!(np["spec"]["ingress"].as_sequence().map(Vec::len), Some(0));
-        assert_eq!(np["spec"]["egress"][0]["ports"][0]["port"].as_u64(), Some(53));
+        assert_eq!(
+            np["spec"]["egress"][0]["ports"][0]["port"].as_u64(),
+            Some(53)
+        );
     }
 
     #[test]
     fn label_patch_sets_and_removes_the_label() {
         let cfg = RespondConfig::default();
         let on = render_action(&cfg, "shop", "cart-*", &sel(), &BTreeMap::new(), false);
-        assert_eq!(docs(&on.manifest)[0]["metadata"]["labels"]["quarantine"].as_str(), Some("true"));
+        assert_eq!(
+            docs(&on.manifest)[0]["metadata"]["labels"]["quarantine"].as_str(),
+            Some("true")
+        );
         assert!(on.manifest.contains("app=cart,tier=web"));
         let off = render_action(&cfg, "shop", "cart-*", &sel(), &BTreeMap::new(), true);
         assert!(docs(&off.manifest)[0]["metadata"]["labels"]["quarantine"].is_null());
@@ -329,7 +416,9 @@ mod tests {
     #[test]
     fn policy_names_are_dns_safe_and_distinct() {
         let a = policy_base_name("cart-7d9c8b6f4-*");
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         assert_ne!(a, policy_base_name("cart-7d9c8b6f5-*"));
         assert!(policy_base_name(&"x".repeat(300)).len() < 60);
     }

@@ -15,7 +15,8 @@ use super::config::{ConfigError, RespondConfig};
 use super::record::{action_id, ActionKind, ActionRecord, ActiveQuarantine, Decision};
 use super::render::render_action;
 use super::selector::{
-    calico_selector, parse_labels, pod_workload, workload_selector, LabelRequirement, WorkloadRegistry,
+    calico_selector, parse_labels, pod_workload, workload_selector, LabelRequirement,
+    WorkloadRegistry,
 };
 use super::state::{ResponderState, StateFile};
 use crate::alert::Alert;
@@ -80,8 +81,16 @@ struct Guardrails {
 impl Guardrails {
     fn compile(cfg: &RespondConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let globs = |v: &[String]| v.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect::<Vec<_>>();
-        let reqs = |v: &[String]| v.iter().filter_map(|s| LabelRequirement::parse(s).ok()).collect::<Vec<_>>();
+        let globs = |v: &[String]| {
+            v.iter()
+                .filter_map(|p| glob::Pattern::new(p).ok())
+                .collect::<Vec<_>>()
+        };
+        let reqs = |v: &[String]| {
+            v.iter()
+                .filter_map(|s| LabelRequirement::parse(s).ok())
+                .collect::<Vec<_>>()
+        };
         let mut protected = globs(&cfg.protected_namespaces);
         protected.extend(glob::Pattern::new(&glob::Pattern::escape(&cfg.own_namespace)).ok());
         Ok(Self {
@@ -104,7 +113,10 @@ struct Skip {
 }
 
 fn skip(rule: &'static str, reason: impl Into<String>) -> Skip {
-    Skip { rule, reason: reason.into() }
+    Skip {
+        rule,
+        reason: reason.into(),
+    }
 }
 
 /// The quarantine responder. See the module docs.
@@ -125,7 +137,15 @@ impl Responder {
         let guard = Guardrails::compile(&cfg)?;
         let (state_file, state) = open_state(&cfg)?;
         let audit = open_audit(&cfg)?;
-        Ok(Self { cfg, guard, state, state_file, audit, registry: WorkloadRegistry::default(), io_errors: 0 })
+        Ok(Self {
+            cfg,
+            guard,
+            state,
+            state_file,
+            audit,
+            registry: WorkloadRegistry::default(),
+            io_errors: 0,
+        })
     }
 
     /// Applies new guardrails, keeping active quarantines, history and idempotency records.
@@ -171,10 +191,13 @@ impl Responder {
         }
         let pod = pod_workload(&alert.workload);
         if let Some(p) = &pod {
-            self.registry.observe(&alert.workload, &p.namespace, &alert.workload_labels);
+            self.registry
+                .observe(&alert.workload, &p.namespace, &alert.workload_labels);
         }
         let record = self.decide(alert, now);
-        self.state.processed_alerts.insert(alert.id.clone(), alert.time);
+        self.state
+            .processed_alerts
+            .insert(alert.id.clone(), alert.time);
         self.prune(now);
         self.persist();
         self.audit(&record);
@@ -192,7 +215,9 @@ impl Responder {
             .filter(|q| q.expires_at <= now)
             .map(|q| q.workload.clone())
             .collect();
-        due.into_iter().filter_map(|w| self.end_episode(&w, SELF_ACTOR, now, Decision::Expired)).collect()
+        due.into_iter()
+            .filter_map(|w| self.end_episode(&w, SELF_ACTOR, now, Decision::Expired))
+            .collect()
     }
 
     /// Operator release of a workload; `None` when it is not quarantined.
@@ -206,12 +231,21 @@ impl Responder {
         self.state.active.values().cloned().collect()
     }
 
-    fn end_episode(&mut self, workload: &str, actor: &str, now: i64, decision: Decision) -> Option<ActionRecord> {
+    fn end_episode(
+        &mut self,
+        workload: &str,
+        actor: &str,
+        now: i64,
+        decision: Decision,
+    ) -> Option<ActionRecord> {
         let q = self.state.active.remove(workload)?;
         let h = self.state.history.entry(workload.to_string()).or_default();
         h.last_release = Some(now);
         let reason = match decision {
-            Decision::Expired => format!("quarantine expired (level {} of the expiry ladder)", q.escalation_level),
+            Decision::Expired => format!(
+                "quarantine expired (level {} of the expiry ladder)",
+                q.escalation_level
+            ),
             _ => format!("released by {actor}"),
         };
         let record = ActionRecord {
@@ -284,37 +318,65 @@ impl Responder {
             return Err(skip(rules::DISABLED, "responder disabled"));
         }
         if !self.cfg.detectors.iter().any(|d| d == &alert.detector) {
-            return Err(skip(rules::DETECTOR, format!("detector {} may not quarantine", alert.detector)));
+            return Err(skip(
+                rules::DETECTOR,
+                format!("detector {} may not quarantine", alert.detector),
+            ));
         }
         if alert.severity < self.cfg.min_severity {
             return Err(skip(
                 rules::MIN_SEVERITY,
-                format!("severity {} below {}", alert.severity, self.cfg.min_severity),
+                format!(
+                    "severity {} below {}",
+                    alert.severity, self.cfg.min_severity
+                ),
             ));
         }
         let Some(pod) = pod_workload(&alert.workload) else {
-            return Err(skip(rules::NOT_A_POD, format!("{} is not a pod workload", alert.workload)));
+            return Err(skip(
+                rules::NOT_A_POD,
+                format!("{} is not a pod workload", alert.workload),
+            ));
         };
         rec.namespace = pod.namespace.clone();
         let ns = pod.namespace.as_str();
         if let Some(p) = g.protected.iter().find(|p| p.matches(ns)) {
-            return Err(skip(rules::PROTECTED_NAMESPACE, format!("namespace {ns} is protected ({p})")));
+            return Err(skip(
+                rules::PROTECTED_NAMESPACE,
+                format!("namespace {ns} is protected ({p})"),
+            ));
         }
         if !g.include_ns.is_empty() && !g.include_ns.iter().any(|p| p.matches(ns)) {
-            return Err(skip(rules::INCLUDE_NAMESPACES, format!("namespace {ns} not included")));
+            return Err(skip(
+                rules::INCLUDE_NAMESPACES,
+                format!("namespace {ns} not included"),
+            ));
         }
         if let Some(p) = g.exclude_ns.iter().find(|p| p.matches(ns)) {
-            return Err(skip(rules::EXCLUDE_NAMESPACES, format!("namespace {ns} excluded ({p})")));
+            return Err(skip(
+                rules::EXCLUDE_NAMESPACES,
+                format!("namespace {ns} excluded ({p})"),
+            ));
         }
         let mut labels = parse_labels(&alert.workload_labels);
         if labels.is_empty() {
-            labels = self.registry.labels(&alert.workload, ns).cloned().unwrap_or_default();
+            labels = self
+                .registry
+                .labels(&alert.workload, ns)
+                .cloned()
+                .unwrap_or_default();
         }
         if !g.include_labels.is_empty() && !g.include_labels.iter().any(|r| r.matches(&labels)) {
-            return Err(skip(rules::INCLUDE_LABELS, "labels match no include_labels selector"));
+            return Err(skip(
+                rules::INCLUDE_LABELS,
+                "labels match no include_labels selector",
+            ));
         }
         if let Some(r) = g.exclude_labels.iter().find(|r| r.matches(&labels)) {
-            return Err(skip(rules::EXCLUDE_LABELS, format!("labels match exclude_labels {r:?}")));
+            return Err(skip(
+                rules::EXCLUDE_LABELS,
+                format!("labels match exclude_labels {r:?}"),
+            ));
         }
         if let Some(q) = self.state.active.get_mut(&alert.workload) {
             if !q.alert_ids.contains(&alert.id) {
@@ -325,49 +387,92 @@ impl Responder {
                 format!("already quarantined until {}", q.expires_at),
             ));
         }
-        if let Some(released) = self.state.history.get(&alert.workload).and_then(|h| h.last_release) {
+        if let Some(released) = self
+            .state
+            .history
+            .get(&alert.workload)
+            .and_then(|h| h.last_release)
+        {
             if now < released.saturating_add(g.cooldown) {
                 return Err(skip(
                     rules::COOLDOWN,
-                    format!("released at {released}; cool-down of {} until {}", self.cfg.cooldown, released + g.cooldown),
+                    format!(
+                        "released at {released}; cool-down of {} until {}",
+                        self.cfg.cooldown,
+                        released + g.cooldown
+                    ),
                 ));
             }
         }
         if labels.is_empty() {
-            return Err(skip(rules::NO_LABELS, "no labels known for the workload; cannot build a selector"));
+            return Err(skip(
+                rules::NO_LABELS,
+                "no labels known for the workload; cannot build a selector",
+            ));
         }
         let match_labels = workload_selector(&labels);
         if match_labels.is_empty() {
-            return Err(skip(rules::EMPTY_SELECTOR, "only per-pod labels; the selector would pick the whole namespace"));
+            return Err(skip(
+                rules::EMPTY_SELECTOR,
+                "only per-pod labels; the selector would pick the whole namespace",
+            ));
         }
         rec.selector = calico_selector(&match_labels);
         rec.match_labels = match_labels;
-        let overlap = self.registry.overlapping(&alert.workload, ns, &rec.match_labels);
+        let overlap = self
+            .registry
+            .overlapping(&alert.workload, ns, &rec.match_labels);
         if !overlap.is_empty() {
             return Err(skip(
                 rules::SELECTOR_OVERLAP,
-                format!("selector {} would also match {}", rec.selector, overlap.join(", ")),
+                format!(
+                    "selector {} would also match {}",
+                    rec.selector,
+                    overlap.join(", ")
+                ),
             ));
         }
         if self.state.active.len() >= self.cfg.max_active {
-            return Err(skip(rules::MAX_ACTIVE, format!("{} quarantines already active", self.state.active.len())));
+            return Err(skip(
+                rules::MAX_ACTIVE,
+                format!("{} quarantines already active", self.state.active.len()),
+            ));
         }
-        let last_hour = self.state.recent_starts.iter().filter(|&&t| t > now - HOUR && t <= now).count();
+        let last_hour = self
+            .state
+            .recent_starts
+            .iter()
+            .filter(|&&t| t > now - HOUR && t <= now)
+            .count();
         if last_hour >= self.cfg.max_per_hour {
-            return Err(skip(rules::MAX_PER_HOUR, format!("{last_hour} quarantines started in the last hour")));
+            return Err(skip(
+                rules::MAX_PER_HOUR,
+                format!("{last_hour} quarantines started in the last hour"),
+            ));
         }
         Ok(())
     }
 
     fn start_episode(&mut self, alert: &Alert, now: i64, mut rec: ActionRecord) -> ActionRecord {
-        let Some(pod) = pod_workload(&alert.workload) else { return rec };
+        let Some(pod) = pod_workload(&alert.workload) else {
+            return rec;
+        };
         let reset = self.guard.escalation_reset;
-        let history = self.state.history.entry(alert.workload.clone()).or_default();
-        let last_seen = history.last_release.unwrap_or(history.last_start).max(history.last_start);
+        let history = self
+            .state
+            .history
+            .entry(alert.workload.clone())
+            .or_default();
+        let last_seen = history
+            .last_release
+            .unwrap_or(history.last_start)
+            .max(history.last_start);
         if history.episodes > 0 && now.saturating_sub(last_seen) > reset {
             history.episodes = 0;
         }
-        let level = history.episodes.min(self.guard.ladder.len().saturating_sub(1) as u32);
+        let level = history
+            .episodes
+            .min(self.guard.ladder.len().saturating_sub(1) as u32);
         let expires_at = now.saturating_add(self.guard.ladder[level as usize]);
         history.episodes += 1;
         history.last_start = now;
@@ -375,21 +480,49 @@ impl Responder {
 
         let mut annotations = BTreeMap::new();
         annotations.insert("flowwarden.io/alert-ids".to_string(), alert.id.clone());
-        annotations.insert("flowwarden.io/expires-at".to_string(), expires_at.to_string());
-        annotations.insert("flowwarden.io/escalation-level".to_string(), level.to_string());
-        let on = render_action(&self.cfg, &pod.namespace, &pod.name_aggr, &rec.match_labels, &annotations, false);
-        let off = render_action(&self.cfg, &pod.namespace, &pod.name_aggr, &rec.match_labels, &annotations, true);
+        annotations.insert(
+            "flowwarden.io/expires-at".to_string(),
+            expires_at.to_string(),
+        );
+        annotations.insert(
+            "flowwarden.io/escalation-level".to_string(),
+            level.to_string(),
+        );
+        let on = render_action(
+            &self.cfg,
+            &pod.namespace,
+            &pod.name_aggr,
+            &rec.match_labels,
+            &annotations,
+            false,
+        );
+        let off = render_action(
+            &self.cfg,
+            &pod.namespace,
+            &pod.name_aggr,
+            &rec.match_labels,
+            &annotations,
+            true,
+        );
 
         rec.id = action_id(ActionKind::Quarantine, &alert.workload, &now.to_string());
         rec.action = ActionKind::Quarantine;
-        rec.decision = if level > 0 { Decision::Escalated } else { Decision::Quarantined };
+        rec.decision = if level > 0 {
+            Decision::Escalated
+        } else {
+            Decision::Quarantined
+        };
         rec.reason = format!(
             "{} alert severity {} (score {:.2}): {}{}",
             alert.detector,
             alert.severity,
             alert.score,
             alert.description,
-            if level > 0 { format!("; repeat offender, episode {episode}") } else { String::new() }
+            if level > 0 {
+                format!("; repeat offender, episode {episode}")
+            } else {
+                String::new()
+            }
         );
         rec.expires_at = Some(expires_at);
         rec.episode_start = Some(now);
@@ -426,9 +559,14 @@ impl Responder {
         while s.recent_starts.front().is_some_and(|&t| t <= now - HOUR) {
             s.recent_starts.pop_front();
         }
-        s.processed_alerts.retain(|_, t| *t > now - PROCESSED_RETENTION_SECS);
+        s.processed_alerts
+            .retain(|_, t| *t > now - PROCESSED_RETENTION_SECS);
         if s.processed_alerts.len() > MAX_PROCESSED_ALERTS {
-            let mut by_time: Vec<(i64, String)> = s.processed_alerts.iter().map(|(id, t)| (*t, id.clone())).collect();
+            let mut by_time: Vec<(i64, String)> = s
+                .processed_alerts
+                .iter()
+                .map(|(id, t)| (*t, id.clone()))
+                .collect();
             by_time.sort_unstable();
             let excess = by_time.len() - MAX_PROCESSED_ALERTS;
             for (_, id) in by_time.into_iter().take(excess) {
@@ -438,13 +576,16 @@ impl Responder {
         let reset = self.guard.escalation_reset;
         let active = &s.active;
         s.history.retain(|w, h| {
-            active.contains_key(w) || now.saturating_sub(h.last_release.unwrap_or(h.last_start)) <= reset
+            active.contains_key(w)
+                || now.saturating_sub(h.last_release.unwrap_or(h.last_start)) <= reset
         });
     }
 
     /// Picks up changes another process (an operator's `quarantine release`) wrote to the state file.
     fn sync_from_disk(&mut self) {
-        let Some(file) = self.state_file.as_mut() else { return };
+        let Some(file) = self.state_file.as_mut() else {
+            return;
+        };
         if !file.changed_on_disk() {
             return;
         }
@@ -458,7 +599,9 @@ impl Responder {
     }
 
     fn persist(&mut self) {
-        let Some(file) = self.state_file.as_mut() else { return };
+        let Some(file) = self.state_file.as_mut() else {
+            return;
+        };
         if let Err(e) = file.save(&self.state) {
             self.io_errors += 1;
             tracing::error!(error = %e, "cannot persist responder state");
@@ -466,7 +609,9 @@ impl Responder {
     }
 
     fn audit(&mut self, record: &ActionRecord) {
-        let Some(log) = self.audit.as_mut() else { return };
+        let Some(log) = self.audit.as_mut() else {
+            return;
+        };
         if let Err(e) = log.append(record) {
             self.io_errors += 1;
             tracing::error!(error = %e, "cannot write audit record");
@@ -486,7 +631,9 @@ fn open_state(cfg: &RespondConfig) -> anyhow::Result<(Option<StateFile>, Respond
 }
 
 fn audit_path(cfg: &RespondConfig) -> Option<PathBuf> {
-    cfg.audit_file.clone().or_else(|| cfg.state_dir.as_ref().map(|d| d.join("audit.jsonl")))
+    cfg.audit_file
+        .clone()
+        .or_else(|| cfg.state_dir.as_ref().map(|d| d.join("audit.jsonl")))
 }
 
 fn open_audit(cfg: &RespondConfig) -> anyhow::Result<Option<AuditLog>> {

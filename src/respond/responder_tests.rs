@@ -41,14 +41,23 @@ fn alert(workload: &str, labels: &[&str], detector: &str, severity: u8, time: i6
         score: 9.5,
         observed: 100.0,
         expected: 3.0,
-        band: Band { lower: 0.0, upper: 10.0 },
+        band: Band {
+            lower: 0.0,
+            upper: 10.0,
+        },
         feature: "distinct_dest_ports".into(),
         soc2: vec!["CC7.2".into()],
     }
 }
 
 fn cart(time: i64) -> Alert {
-    alert("shop/cart-7d9c8b6f4-*", &["app=cart", "pod-template-hash=7d9c8b6f4"], "port_scan", 90, time)
+    alert(
+        "shop/cart-7d9c8b6f4-*",
+        &["app=cart", "pod-template-hash=7d9c8b6f4"],
+        "port_scan",
+        90,
+        time,
+    )
 }
 
 fn responder(f: impl FnOnce(&mut RespondConfig)) -> Responder {
@@ -81,22 +90,50 @@ fn quarantines_in_dry_run_by_default() {
     assert_eq!(rec.selector, "app == \"cart\"");
     assert_eq!(rec.expires_at, Some(T0 + 600));
     assert_eq!(rec.escalation_level, 0);
-    assert!(rec.manifest.contains("quarantine: 'true'") || rec.manifest.contains("quarantine: \"true\""));
+    assert!(
+        rec.manifest.contains("quarantine: 'true'")
+            || rec.manifest.contains("quarantine: \"true\"")
+    );
     assert_eq!(r.active().len(), 1);
-    let live = responder(|c| c.dry_run = false).on_alert(&cart(T0), T0).pop().unwrap();
+    let live = responder(|c| c.dry_run = false)
+        .on_alert(&cart(T0), T0)
+        .pop()
+        .unwrap();
     assert!(!live.dry_run && live.is_actionable());
-    assert_eq!(live.id, rec.id, "id depends on kind, workload and episode start only");
+    assert_eq!(
+        live.id, rec.id,
+        "id depends on kind, workload and episode start only"
+    );
 }
 
 #[test]
 fn protected_namespaces_including_glob_and_own() {
     let mut r = responder(|c| c.own_namespace = "fw".into());
-    for (i, ns) in ["kube-system", "calico-system", "tigera-operator", "tigera-prometheus", "fw"].iter().enumerate() {
-        let a = alert(&format!("{ns}/x-*"), &["app=x"], "port_scan", 95, T0 + i as i64);
+    for (i, ns) in [
+        "kube-system",
+        "calico-system",
+        "tigera-operator",
+        "tigera-prometheus",
+        "fw",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a = alert(
+            &format!("{ns}/x-*"),
+            &["app=x"],
+            "port_scan",
+            95,
+            T0 + i as i64,
+        );
         assert_skip(&decision(&mut r, &a, T0), rules::PROTECTED_NAMESPACE);
     }
     let ok = alert("tigera/x-*", &["app=x"], "port_scan", 95, T0);
-    assert_eq!(decision(&mut r, &ok, T0).action, ActionKind::Quarantine, "tigera-* does not match tigera");
+    assert_eq!(
+        decision(&mut r, &ok, T0).action,
+        ActionKind::Quarantine,
+        "tigera-* does not match tigera"
+    );
 }
 
 #[test]
@@ -113,7 +150,10 @@ fn detector_and_min_severity_filter() {
 #[test]
 fn only_pods_can_be_quarantined() {
     let mut r = responder(|_| {});
-    for (i, w) in ["hep:node-1", "pub:203.0.113.9", "-/pvt"].iter().enumerate() {
+    for (i, w) in ["hep:node-1", "pub:203.0.113.9", "-/pvt"]
+        .iter()
+        .enumerate()
+    {
         let a = alert(w, &[], "egress", 95, T0 + i as i64);
         assert_skip(&decision(&mut r, &a, T0), rules::NOT_A_POD);
     }
@@ -125,12 +165,31 @@ fn include_and_exclude_namespaces() {
         c.include_namespaces = vec!["shop*".into()];
         c.exclude_namespaces = vec!["shop-legacy".into()];
     });
-    assert_skip(&decision(&mut r, &alert("billing/a-*", &["app=a"], "port_scan", 95, T0), T0), rules::INCLUDE_NAMESPACES);
     assert_skip(
-        &decision(&mut r, &alert("shop-legacy/a-*", &["app=a"], "port_scan", 95, T0), T0),
+        &decision(
+            &mut r,
+            &alert("billing/a-*", &["app=a"], "port_scan", 95, T0),
+            T0,
+        ),
+        rules::INCLUDE_NAMESPACES,
+    );
+    assert_skip(
+        &decision(
+            &mut r,
+            &alert("shop-legacy/a-*", &["app=a"], "port_scan", 95, T0),
+            T0,
+        ),
         rules::EXCLUDE_NAMESPACES,
     );
-    assert_eq!(decision(&mut r, &alert("shop-eu/a-*", &["app=a"], "port_scan", 95, T0), T0).action, ActionKind::Quarantine);
+    assert_eq!(
+        decision(
+            &mut r,
+            &alert("shop-eu/a-*", &["app=a"], "port_scan", 95, T0),
+            T0
+        )
+        .action,
+        ActionKind::Quarantine
+    );
 }
 
 #[test]
@@ -141,9 +200,21 @@ fn include_and_exclude_labels() {
     });
     let no_team = alert("shop/a-*", &["app=a"], "port_scan", 95, T0);
     assert_skip(&decision(&mut r, &no_team, T0), rules::INCLUDE_LABELS);
-    let payment = alert("shop/payment-*", &["app=payment", "team=shop"], "port_scan", 95, T0);
+    let payment = alert(
+        "shop/payment-*",
+        &["app=payment", "team=shop"],
+        "port_scan",
+        95,
+        T0,
+    );
     assert_skip(&decision(&mut r, &payment, T0), rules::EXCLUDE_LABELS);
-    let ok = alert("shop/cart-*", &["app=cart", "team=shop"], "port_scan", 95, T0);
+    let ok = alert(
+        "shop/cart-*",
+        &["app=cart", "team=shop"],
+        "port_scan",
+        95,
+        T0,
+    );
     assert_eq!(decision(&mut r, &ok, T0).action, ActionKind::Quarantine);
 }
 
@@ -154,7 +225,13 @@ fn concurrent_cap() {
         c.max_per_hour = 100;
     });
     for i in 0..2 {
-        let a = alert(&format!("shop/w{i}-*"), &[&format!("app=w{i}")], "port_scan", 95, T0 + i);
+        let a = alert(
+            &format!("shop/w{i}-*"),
+            &[&format!("app=w{i}")],
+            "port_scan",
+            95,
+            T0 + i,
+        );
         assert_eq!(decision(&mut r, &a, T0 + i).action, ActionKind::Quarantine);
     }
     let a = alert("shop/w9-*", &["app=w9"], "port_scan", 95, T0 + 5);
@@ -167,21 +244,46 @@ fn hourly_rate_cap_slides_with_event_time() {
         c.max_per_hour = 2;
         c.expiry_ladder = vec!["1m".into()];
     });
-    let mk = |i: i64, t: i64| alert(&format!("shop/w{i}-*"), &[&format!("app=w{i}")], "port_scan", 95, t);
-    assert_eq!(decision(&mut r, &mk(0, T0), T0).action, ActionKind::Quarantine);
-    assert_eq!(decision(&mut r, &mk(1, T0 + 10), T0 + 10).action, ActionKind::Quarantine);
+    let mk = |i: i64, t: i64| {
+        alert(
+            &format!("shop/w{i}-*"),
+            &[&format!("app=w{i}")],
+            "port_scan",
+            95,
+            t,
+        )
+    };
+    assert_eq!(
+        decision(&mut r, &mk(0, T0), T0).action,
+        ActionKind::Quarantine
+    );
+    assert_eq!(
+        decision(&mut r, &mk(1, T0 + 10), T0 + 10).action,
+        ActionKind::Quarantine
+    );
     // Both expired after a minute, so only the rate cap can stop the third.
-    assert_skip(&decision(&mut r, &mk(2, T0 + 600), T0 + 600), rules::MAX_PER_HOUR);
-    assert_eq!(decision(&mut r, &mk(3, T0 + 3601), T0 + 3601).action, ActionKind::Quarantine);
+    assert_skip(
+        &decision(&mut r, &mk(2, T0 + 600), T0 + 600),
+        rules::MAX_PER_HOUR,
+    );
+    assert_eq!(
+        decision(&mut r, &mk(3, T0 + 3601), T0 + 3601).action,
+        ActionKind::Quarantine
+    );
 }
 
 #[test]
 fn cooldown_after_release() {
     let mut r = responder(|c| c.cooldown = "30m".into());
     decision(&mut r, &cart(T0), T0);
-    let rel = r.release("shop/cart-7d9c8b6f4-*", "alice", T0 + 60).unwrap();
+    let rel = r
+        .release("shop/cart-7d9c8b6f4-*", "alice", T0 + 60)
+        .unwrap();
     assert_eq!(rel.decision, Decision::Released);
-    assert_skip(&decision(&mut r, &cart(T0 + 120), T0 + 120), rules::COOLDOWN);
+    assert_skip(
+        &decision(&mut r, &cart(T0 + 120), T0 + 120),
+        rules::COOLDOWN,
+    );
     let again = decision(&mut r, &cart(T0 + 60 + 1800), T0 + 60 + 1800);
     assert_eq!(again.action, ActionKind::Quarantine);
 }
@@ -189,12 +291,22 @@ fn cooldown_after_release() {
 #[test]
 fn selector_overlap_is_refused() {
     let mut r = responder(|c| c.mode = QuarantineMode::Policy);
-    r.observe_workload("shop/cart-canary-*", "shop", &["app=cart".into(), "track=canary".into()]);
+    r.observe_workload(
+        "shop/cart-canary-*",
+        "shop",
+        &["app=cart".into(), "track=canary".into()],
+    );
     let rec = decision(&mut r, &cart(T0), T0);
     assert_skip(&rec, rules::SELECTOR_OVERLAP);
     assert!(rec.reason.contains("shop/cart-canary-*"), "{}", rec.reason);
     // The canary itself has a narrower selector that does not match cart.
-    let canary = alert("shop/cart-canary-*", &["app=cart", "track=canary"], "port_scan", 95, T0);
+    let canary = alert(
+        "shop/cart-canary-*",
+        &["app=cart", "track=canary"],
+        "port_scan",
+        95,
+        T0,
+    );
     let rec = decision(&mut r, &canary, T0);
     assert_eq!(rec.action, ActionKind::Quarantine);
     assert!(rec.manifest.contains("kind: NetworkPolicy"));
@@ -223,8 +335,17 @@ fn disabled_responder_skips_everything() {
 fn already_quarantined_adds_the_alert() {
     let mut r = responder(|_| {});
     decision(&mut r, &cart(T0), T0);
-    let second = alert("shop/cart-7d9c8b6f4-*", &["app=cart"], "ip_sweep", 95, T0 + 30);
-    assert_skip(&decision(&mut r, &second, T0 + 30), rules::ALREADY_QUARANTINED);
+    let second = alert(
+        "shop/cart-7d9c8b6f4-*",
+        &["app=cart"],
+        "ip_sweep",
+        95,
+        T0 + 30,
+    );
+    assert_skip(
+        &decision(&mut r, &second, T0 + 30),
+        rules::ALREADY_QUARANTINED,
+    );
     assert_eq!(r.active()[0].alert_ids.len(), 2);
 }
 
@@ -257,7 +378,10 @@ fn escalation_is_forgotten_after_the_reset_period() {
     r.tick(T0 + 600);
     let t = T0 + 600 + 2 * 86_400;
     let rec = decision(&mut r, &cart(t), t);
-    assert_eq!((rec.decision, rec.escalation_level), (Decision::Quarantined, 0));
+    assert_eq!(
+        (rec.decision, rec.escalation_level),
+        (Decision::Quarantined, 0)
+    );
 }
 
 #[test]
@@ -267,10 +391,16 @@ fn same_alert_twice_gives_one_action_also_after_restart() {
     let mut r = responder(cfg);
     let a = cart(T0);
     assert_eq!(r.on_alert(&a, T0).len(), 1);
-    assert!(r.on_alert(&a, T0).is_empty(), "same alert twice: one action");
+    assert!(
+        r.on_alert(&a, T0).is_empty(),
+        "same alert twice: one action"
+    );
     drop(r);
     let mut restarted = responder(cfg);
-    assert!(restarted.on_alert(&a, T0 + 5).is_empty(), "replay after restart: no second action");
+    assert!(
+        restarted.on_alert(&a, T0 + 5).is_empty(),
+        "replay after restart: no second action"
+    );
     assert_eq!(restarted.active().len(), 1);
 }
 
@@ -288,7 +418,12 @@ fn restart_reloads_and_still_expires() {
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let decisions: Vec<String> = audit
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["decision"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["decision"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(decisions, ["quarantined", "expired"]);
 }
@@ -299,8 +434,13 @@ fn operator_release_is_audited_with_the_actor() {
     let mut r = responder(|c| c.audit_file = Some(dir.path().join("a/audit.jsonl")));
     decision(&mut r, &cart(T0), T0);
     assert!(r.release("shop/none-*", "alice", T0 + 1).is_none());
-    let rec = r.release("shop/cart-7d9c8b6f4-*", "alice", T0 + 60).unwrap();
-    assert_eq!((rec.action, rec.decision, rec.actor.as_str()), (ActionKind::Release, Decision::Released, "alice"));
+    let rec = r
+        .release("shop/cart-7d9c8b6f4-*", "alice", T0 + 60)
+        .unwrap();
+    assert_eq!(
+        (rec.action, rec.decision, rec.actor.as_str()),
+        (ActionKind::Release, Decision::Released, "alice")
+    );
     assert!(rec.dry_run);
     let last = std::fs::read_to_string(dir.path().join("a/audit.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
@@ -319,7 +459,9 @@ fn release_by_another_process_is_picked_up() {
     let mut daemon = responder(cfg);
     decision(&mut daemon, &cart(T0), T0);
     let mut operator = responder(cfg);
-    assert!(operator.release("shop/cart-7d9c8b6f4-*", "bob", T0 + 10).is_some());
+    assert!(operator
+        .release("shop/cart-7d9c8b6f4-*", "bob", T0 + 10)
+        .is_some());
     assert!(daemon.tick(T0 + 20).is_empty(), "no second release");
     assert!(daemon.active().is_empty());
 }
@@ -328,14 +470,18 @@ fn release_by_another_process_is_picked_up() {
 fn reload_keeps_state_and_applies_new_guardrails() {
     let mut r = responder(|_| {});
     decision(&mut r, &cart(T0), T0);
-    let mut cfg = RespondConfig::default();
-    cfg.min_severity = 95;
+    let cfg = RespondConfig {
+        min_severity: 95,
+        ..RespondConfig::default()
+    };
     r.reload(cfg).unwrap();
     assert_eq!(r.active().len(), 1);
     let a = alert("shop/x-*", &["app=x"], "port_scan", 90, T0 + 1);
     assert_skip(&decision(&mut r, &a, T0 + 1), rules::MIN_SEVERITY);
-    let mut bad = RespondConfig::default();
-    bad.min_severity = 200;
+    let bad = RespondConfig {
+        min_severity: 200,
+        ..RespondConfig::default()
+    };
     assert!(r.reload(bad).is_err());
 }
 
@@ -343,8 +489,10 @@ fn reload_keeps_state_and_applies_new_guardrails() {
 fn corrupt_state_file_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(crate::respond::STATE_FILE), "{not json").unwrap();
-    let mut cfg = RespondConfig::default();
-    cfg.state_dir = Some(dir.path().to_path_buf());
+    let cfg = RespondConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..RespondConfig::default()
+    };
     let err = Responder::new(cfg).unwrap_err();
     assert!(format!("{err:#}").contains("responder state"), "{err:#}");
 }

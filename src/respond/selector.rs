@@ -43,7 +43,10 @@ pub fn pod_workload(key: &str) -> Option<PodWorkload> {
     if ns.is_empty() || ns == "-" || name.is_empty() || name == "-" || name.contains('/') {
         return None;
     }
-    Some(PodWorkload { namespace: ns.to_string(), name_aggr: name.to_string() })
+    Some(PodWorkload {
+        namespace: ns.to_string(),
+        name_aggr: name.to_string(),
+    })
 }
 
 /// Parses `k=v` label strings into a map, ignoring malformed entries (they come from outside data).
@@ -69,14 +72,23 @@ pub fn workload_selector(labels: &BTreeMap<String, String>) -> BTreeMap<String, 
 pub fn calico_selector(match_labels: &BTreeMap<String, String>) -> String {
     match_labels
         .iter()
-        .map(|(k, v)| format!("{k} == \"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .map(|(k, v)| {
+            format!(
+                "{k} == \"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
         .collect::<Vec<_>>()
         .join(" && ")
 }
 
 /// Kubernetes label selector string (`app=cart,tier=web`).
 pub fn k8s_label_selector(match_labels: &BTreeMap<String, String>) -> String {
-    match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One config label requirement: `k=v`, `k!=v` or `k` (exists).
@@ -96,7 +108,9 @@ impl LabelRequirement {
         let bad = || format!("{s:?} is not a label selector (use k=v, k!=v or k)");
         let s = s.trim();
         let valid_key = |k: &str| {
-            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         };
         let req = if let Some((k, v)) = s.split_once("!=") {
             LabelRequirement::NotEquals(k.trim().into(), v.trim().into())
@@ -106,7 +120,9 @@ impl LabelRequirement {
             LabelRequirement::Exists(s.into())
         };
         let key = match &req {
-            LabelRequirement::Equals(k, _) | LabelRequirement::NotEquals(k, _) | LabelRequirement::Exists(k) => k,
+            LabelRequirement::Equals(k, _)
+            | LabelRequirement::NotEquals(k, _)
+            | LabelRequirement::Exists(k) => k,
         };
         if valid_key(key) {
             Ok(req)
@@ -154,8 +170,15 @@ impl WorkloadRegistry {
     }
 
     /// Other workloads in `namespace` whose labels `match_labels` would also select.
-    pub fn overlapping(&self, key: &str, namespace: &str, match_labels: &BTreeMap<String, String>) -> Vec<String> {
-        let Some(ns) = self.by_namespace.get(namespace) else { return Vec::new() };
+    pub fn overlapping(
+        &self,
+        key: &str,
+        namespace: &str,
+        match_labels: &BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let Some(ns) = self.by_namespace.get(namespace) else {
+            return Vec::new();
+        };
         ns.iter()
             .filter(|(other, labels)| {
                 other.as_str() != key && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -177,7 +200,10 @@ mod tests {
     fn only_namespaced_pods_are_pod_workloads() {
         assert_eq!(
             pod_workload("shop/cart-7d9c8b6f4-*"),
-            Some(PodWorkload { namespace: "shop".into(), name_aggr: "cart-7d9c8b6f4-*".into() })
+            Some(PodWorkload {
+                namespace: "shop".into(),
+                name_aggr: "cart-7d9c8b6f4-*".into()
+            })
         );
         assert_eq!(pod_workload("hep:node-1"), None);
         assert_eq!(pod_workload("pub:1.2.3.4"), None);
@@ -187,7 +213,11 @@ mod tests {
 
     #[test]
     fn selector_drops_per_pod_labels_and_renders() {
-        let l = parse_labels(&labels(&["app=cart", "pod-template-hash=7d9c8b6f4", "tier=web"]));
+        let l = parse_labels(&labels(&[
+            "app=cart",
+            "pod-template-hash=7d9c8b6f4",
+            "tier=web",
+        ]));
         let sel = workload_selector(&l);
         assert_eq!(sel.len(), 2);
         assert_eq!(calico_selector(&sel), "app == \"cart\" && tier == \"web\"");
@@ -208,12 +238,25 @@ mod tests {
     #[test]
     fn registry_finds_overlaps_in_the_same_namespace_only() {
         let mut r = WorkloadRegistry::default();
-        r.observe("shop/cart-*", "shop", &labels(&["app=cart", "pod-template-hash=1"]));
-        r.observe("shop/cart-canary-*", "shop", &labels(&["app=cart", "track=canary"]));
+        r.observe(
+            "shop/cart-*",
+            "shop",
+            &labels(&["app=cart", "pod-template-hash=1"]),
+        );
+        r.observe(
+            "shop/cart-canary-*",
+            "shop",
+            &labels(&["app=cart", "track=canary"]),
+        );
         r.observe("other/cart-*", "other", &labels(&["app=cart"]));
         let sel = parse_labels(&labels(&["app=cart"]));
-        assert_eq!(r.overlapping("shop/cart-*", "shop", &sel), vec!["shop/cart-canary-*".to_string()]);
+        assert_eq!(
+            r.overlapping("shop/cart-*", "shop", &sel),
+            vec!["shop/cart-canary-*".to_string()]
+        );
         let narrow = parse_labels(&labels(&["app=cart", "track=canary"]));
-        assert!(r.overlapping("shop/cart-canary-*", "shop", &narrow).is_empty());
+        assert!(r
+            .overlapping("shop/cart-canary-*", "shop", &narrow)
+            .is_empty());
     }
 }

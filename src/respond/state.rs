@@ -57,7 +57,10 @@ impl StateFile {
     /// State file in `dir` (created if missing).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("creating state dir {}", dir.display()))?;
-        Ok(Self { path: dir.join(STATE_FILE), last_written: None })
+        Ok(Self {
+            path: dir.join(STATE_FILE),
+            last_written: None,
+        })
     }
 
     /// Loads the state; an absent file is an empty state.
@@ -65,14 +68,25 @@ impl StateFile {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ResponderState { version: FORMAT_VERSION, ..Default::default() })
+                return Ok(ResponderState {
+                    version: FORMAT_VERSION,
+                    ..Default::default()
+                })
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
         };
-        let state: ResponderState = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a flowwarden responder state file", self.path.display()))?;
+        let state: ResponderState = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a flowwarden responder state file",
+                self.path.display()
+            )
+        })?;
         if state.version != FORMAT_VERSION {
-            anyhow::bail!("{}: unsupported state version {}", self.path.display(), state.version);
+            anyhow::bail!(
+                "{}: unsupported state version {}",
+                self.path.display(),
+                state.version
+            );
         }
         self.last_written = self.mtime();
         Ok(state)
@@ -103,16 +117,21 @@ impl StateFile {
 impl ResponderState {
     /// An empty state of the current format.
     pub fn new() -> Self {
-        Self { version: FORMAT_VERSION, ..Default::default() }
+        Self {
+            version: FORMAT_VERSION,
+            ..Default::default()
+        }
     }
 }
 
 /// Writes `body` to `tmp`, syncs, and renames it over `dest`.
 pub fn write_atomic(tmp: &Path, dest: &Path, body: &[u8]) -> anyhow::Result<()> {
     let mut f = fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(body).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(body)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.sync_all().ok();
     drop(f);
-    fs::rename(tmp, dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    fs::rename(tmp, dest)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
     Ok(())
 }

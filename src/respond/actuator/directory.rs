@@ -19,7 +19,8 @@ pub struct DirectoryActuator {
 impl DirectoryActuator {
     /// Uses (creating) `dir`.
     pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
-        fs::create_dir_all(&dir).with_context(|| format!("creating manifest directory {}", dir.display()))?;
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("creating manifest directory {}", dir.display()))?;
         Ok(Self { dir })
     }
 
@@ -32,7 +33,13 @@ impl DirectoryActuator {
 fn manifest_path(dir: &Path, workload: &str) -> PathBuf {
     let cleaned: String = workload
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     let hash = xxhash_rust::xxh3::xxh3_64(workload.as_bytes()) as u32;
@@ -55,7 +62,9 @@ impl Actuator for DirectoryActuator {
                     "# flowwarden quarantine of {} (action {}, expires at {})\n{}",
                     action.workload,
                     action.id,
-                    action.expires_at.map_or_else(|| "-".to_string(), |t| t.to_string()),
+                    action
+                        .expires_at
+                        .map_or_else(|| "-".to_string(), |t| t.to_string()),
                     action.manifest
                 );
                 let tmp = path.with_extension("yaml.tmp");

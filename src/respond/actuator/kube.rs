@@ -13,7 +13,10 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, Sender};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -52,10 +55,14 @@ impl KubeActuator {
         let worker = std::thread::Builder::new()
             .name("flowwarden-kube".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!("tokio runtime for the kube actuator: {e}")));
+                        let _ =
+                            ready_tx.send(Err(anyhow!("tokio runtime for the kube actuator: {e}")));
                         return;
                     }
                 };
@@ -67,7 +74,10 @@ impl KubeActuator {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                let api = KubeApi { client, field_manager };
+                let api = KubeApi {
+                    client,
+                    field_manager,
+                };
                 while let Ok((job, reply)) = jobs_rx.recv() {
                     let result = rt.block_on(async {
                         match job {
@@ -79,8 +89,13 @@ impl KubeActuator {
                 }
             })
             .context("spawning the kube actuator thread")?;
-        ready_rx.recv().map_err(|_| anyhow!("kube actuator thread ended during start-up"))??;
-        Ok(Self { jobs: Some(jobs_tx), worker: Some(worker) })
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow!("kube actuator thread ended during start-up"))??;
+        Ok(Self {
+            jobs: Some(jobs_tx),
+            worker: Some(worker),
+        })
     }
 
     /// Server-side applies the quarantine Tier and GlobalNetworkPolicy (`flowwarden policy install --apply`).
@@ -89,10 +104,16 @@ impl KubeActuator {
     }
 
     fn run(&mut self, job: Job) -> anyhow::Result<()> {
-        let jobs = self.jobs.as_ref().ok_or_else(|| anyhow!("kube actuator stopped"))?;
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("kube actuator stopped"))?;
         let (reply_tx, reply_rx) = bounded(1);
-        jobs.send((job, reply_tx)).map_err(|_| anyhow!("kube actuator thread is gone"))?;
-        reply_rx.recv().map_err(|_| anyhow!("kube actuator thread ended mid-request"))?
+        jobs.send((job, reply_tx))
+            .map_err(|_| anyhow!("kube actuator thread is gone"))?;
+        reply_rx
+            .recv()
+            .map_err(|_| anyhow!("kube actuator thread ended mid-request"))?
     }
 }
 
@@ -120,8 +141,13 @@ impl Actuator for KubeActuator {
 
 async fn connect(api_url: Option<String>) -> anyhow::Result<Client> {
     let config = match api_url {
-        Some(url) => kube::Config::new(url.parse().with_context(|| format!("respond.actuator.api_url {url:?}"))?),
-        None => kube::Config::infer().await.context("no Kubernetes config (in-cluster or kubeconfig)")?,
+        Some(url) => kube::Config::new(
+            url.parse()
+                .with_context(|| format!("respond.actuator.api_url {url:?}"))?,
+        ),
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes config (in-cluster or kubeconfig)")?,
     };
     Client::try_from(config).context("building the Kubernetes client")
 }
@@ -132,7 +158,10 @@ struct KubeApi {
 }
 
 fn calico(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("projectcalico.org", "v3", kind), plural)
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("projectcalico.org", "v3", kind),
+        plural,
+    )
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -140,7 +169,8 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 }
 
 fn manifest_json(action: &ActionRecord) -> anyhow::Result<Value> {
-    serde_yaml::from_str(&action.manifest).with_context(|| format!("manifest of action {}", action.id))
+    serde_yaml::from_str(&action.manifest)
+        .with_context(|| format!("manifest of action {}", action.id))
 }
 
 impl KubeApi {
@@ -152,15 +182,27 @@ impl KubeApi {
         let ns = action.namespace.as_str();
         match (action.mode, action.action) {
             (_, ActionKind::Skip) => Ok(()),
-            (QuarantineMode::Label, kind) => self.label_pods(ns, action, kind == ActionKind::Quarantine).await,
+            (QuarantineMode::Label, kind) => {
+                self.label_pods(ns, action, kind == ActionKind::Quarantine)
+                    .await
+            }
             (QuarantineMode::Policy, kind) => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), ns, &calico("NetworkPolicy", "networkpolicies"));
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    ns,
+                    &calico("NetworkPolicy", "networkpolicies"),
+                );
                 if kind == ActionKind::Quarantine {
                     let body = manifest_json(action)?;
-                    api.patch(&action.object_name, &self.apply_params(), &Patch::Apply(&body))
-                        .await
-                        .with_context(|| format!("applying Calico NetworkPolicy {ns}/{}", action.object_name))?;
+                    api.patch(
+                        &action.object_name,
+                        &self.apply_params(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("applying Calico NetworkPolicy {ns}/{}", action.object_name)
+                    })?;
                     Ok(())
                 } else {
                     delete_tolerant(&api, &action.object_name, ns).await
@@ -174,7 +216,9 @@ impl KubeApi {
                     match api.create(&PostParams::default(), &np).await {
                         Ok(_) => Ok(()),
                         Err(e) if is_status(&e, 409) => Ok(()),
-                        Err(e) => Err(e).with_context(|| format!("creating NetworkPolicy {ns}/{}", action.object_name)),
+                        Err(e) => Err(e).with_context(|| {
+                            format!("creating NetworkPolicy {ns}/{}", action.object_name)
+                        }),
                     }
                 } else {
                     delete_tolerant(&api, &action.object_name, ns).await
@@ -184,9 +228,17 @@ impl KubeApi {
     }
 
     /// Label mode: merge-patch `quarantine=true` onto (or remove it from) every pod matching the selector.
-    async fn label_pods(&self, ns: &str, action: &ActionRecord, quarantine: bool) -> anyhow::Result<()> {
+    async fn label_pods(
+        &self,
+        ns: &str,
+        action: &ActionRecord,
+        quarantine: bool,
+    ) -> anyhow::Result<()> {
         if action.match_labels.is_empty() {
-            return Err(anyhow!("refusing to label pods of {} with an empty selector", action.workload));
+            return Err(anyhow!(
+                "refusing to label pods of {} with an empty selector",
+                action.workload
+            ));
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let mut selector = k8s_label_selector(&action.match_labels);
@@ -197,14 +249,25 @@ impl KubeApi {
             .list(&ListParams::default().labels(&selector))
             .await
             .with_context(|| format!("listing pods in {ns} with {selector}"))?;
-        let value = if quarantine { json!("true") } else { Value::Null };
+        let value = if quarantine {
+            json!("true")
+        } else {
+            Value::Null
+        };
         let patch = json!({ "metadata": { "labels": { QUARANTINE_LABEL: value } } });
         for pod in list.items {
-            let Some(name) = pod.metadata.name else { continue };
-            match pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            let Some(name) = pod.metadata.name else {
+                continue;
+            };
+            match pods
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(e).with_context(|| format!("patching labels of pod {ns}/{name}")),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("patching labels of pod {ns}/{name}"))
+                }
             }
         }
         Ok(())
@@ -213,12 +276,16 @@ impl KubeApi {
     async fn install(&self, cfg: &RespondConfig) -> anyhow::Result<()> {
         let docs = render_install(cfg);
         for doc in serde_yaml::Deserializer::from_str(&docs) {
-            let value: Value = serde::Deserialize::deserialize(doc).context("rendered install manifest")?;
+            let value: Value =
+                serde::Deserialize::deserialize(doc).context("rendered install manifest")?;
             if value.is_null() {
                 continue;
             }
             let kind = value["kind"].as_str().unwrap_or_default().to_string();
-            let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let ar = match kind.as_str() {
                 "Tier" => calico("Tier", "tiers"),
                 "GlobalNetworkPolicy" => calico("GlobalNetworkPolicy", "globalnetworkpolicies"),

@@ -29,11 +29,9 @@ pub fn build_actuator(cfg: &RespondConfig) -> anyhow::Result<Option<Box<dyn Actu
     Ok(match cfg.actuator.kind {
         ActuatorKind::None => None,
         ActuatorKind::Directory => {
-            let dir = cfg
-                .actuator
-                .directory
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("respond.actuator.directory is required for the directory actuator"))?;
+            let dir = cfg.actuator.directory.clone().ok_or_else(|| {
+                anyhow::anyhow!("respond.actuator.directory is required for the directory actuator")
+            })?;
             Some(Box::new(DirectoryActuator::new(dir)?))
         }
         ActuatorKind::Kubernetes => Some(Box::new(KubeActuator::new(&cfg.actuator)?)),
