@@ -108,7 +108,13 @@ mod tests {
 
     #[test]
     fn all_ties_are_chance() {
-        let s = samples(&[(0.0, false), (0.0, true), (0.0, false), (0.0, true), (0.0, false)]);
+        let s = samples(&[
+            (0.0, false),
+            (0.0, true),
+            (0.0, false),
+            (0.0, true),
+            (0.0, false),
+        ]);
         assert!(close(roc_auc(&s), 0.5));
         // One threshold: everything flagged, precision = prevalence.
         assert!(close(average_precision(&s), 2.0 / 5.0));

@@ -240,8 +240,14 @@ pub fn evaluate(input: EvalInput<'_>) -> EvalReport {
     let window = input.window_length_s.max(1);
     let (records, populations) = line_up(input.labels, input.scores);
     let scores = score_quality(input.labels, &populations);
-    let (episodes, alert_matches) = judge_episodes(&input.episodes, input.episode_source, input.alerts, window);
-    let false_alerts = count_false_alerts(input.labels, input.alerts, &alert_matches, input.workloads_seen);
+    let (episodes, alert_matches) =
+        judge_episodes(&input.episodes, input.episode_source, input.alerts, window);
+    let false_alerts = count_false_alerts(
+        input.labels,
+        input.alerts,
+        &alert_matches,
+        input.workloads_seen,
+    );
     let hosts = name_hosts(input.labels, input.alerts);
     EvalReport {
         pipeline: input.pipeline,
@@ -332,7 +338,11 @@ fn score_quality(labels: &LabelTable, pop: &Populations) -> ScoreQuality {
             auc_row(name, positives, &pop.negatives)
         })
         .collect();
-    by_attack_type.sort_by(|a, b| b.positives.cmp(&a.positives).then(a.attack_type.cmp(&b.attack_type)));
+    by_attack_type.sort_by(|a, b| {
+        b.positives
+            .cmp(&a.positives)
+            .then(a.attack_type.cmp(&b.attack_type))
+    });
     ScoreQuality {
         overall: auc_row("all", &all_positives, &pop.negatives),
         by_attack_type,
@@ -387,7 +397,10 @@ fn judge_episodes(
     let attacks: Vec<&EpisodeResult> = list.iter().filter(|r| !r.episode.is_benign()).collect();
     let mut scenarios: BTreeMap<&str, Vec<&EpisodeResult>> = BTreeMap::new();
     for r in &attacks {
-        scenarios.entry(r.episode.scenario.as_str()).or_default().push(r);
+        scenarios
+            .entry(r.episode.scenario.as_str())
+            .or_default()
+            .push(r);
     }
     let detected = attacks.iter().filter(|r| r.detected).count() as u64;
     let summary = EpisodeSummary {
@@ -416,8 +429,17 @@ fn median(values: impl Iterator<Item = i64>) -> Option<i64> {
     v.get(v.len() / 2).copied()
 }
 
-fn count_false_alerts(labels: &LabelTable, alerts: &[Alert], alert_is_true: &[bool], workloads: u64) -> FalseAlerts {
-    let hours: FxHashSet<i64> = labels.rows.iter().map(|r| r.start_time.div_euclid(3600)).collect();
+fn count_false_alerts(
+    labels: &LabelTable,
+    alerts: &[Alert],
+    alert_is_true: &[bool],
+    workloads: u64,
+) -> FalseAlerts {
+    let hours: FxHashSet<i64> = labels
+        .rows
+        .iter()
+        .map(|r| r.start_time.div_euclid(3600))
+        .collect();
     let covered_hours = hours.len() as u64;
     let covered_days = covered_hours as f64 / 24.0;
     let mut by_detector: BTreeMap<String, u64> = BTreeMap::new();
@@ -440,7 +462,7 @@ fn count_false_alerts(labels: &LabelTable, alerts: &[Alert], alert_is_true: &[bo
         })
         .collect();
     // Stable sort keeps the (detector, workload) order among equal counts.
-    top_pairs.sort_by(|a, b| b.alerts.cmp(&a.alerts));
+    top_pairs.sort_by_key(|p| std::cmp::Reverse(p.alerts));
     top_pairs.truncate(TOP_FALSE_PAIRS);
     let workload_days = workloads as f64 * covered_days;
     FalseAlerts {
@@ -541,7 +563,11 @@ mod tests {
     fn labels() -> LabelTable {
         let mut t = LabelTable::new();
         let scan = t.intern("port-scan");
-        let (scanner, web, db) = (t.intern("ns/scanner-*"), t.intern("ns/web-*"), t.intern("ns/db-*"));
+        let (scanner, web, db) = (
+            t.intern("ns/scanner-*"),
+            t.intern("ns/web-*"),
+            t.intern("ns/db-*"),
+        );
         let row = |line, positive: bool, src, start_time| LabelRow {
             line,
             positive,
@@ -565,7 +591,10 @@ mod tests {
         let labels = labels();
         let (episodes, episode_source) = match episodes {
             Some(e) => (e, EpisodeSource::File),
-            None => (derive_episodes(&labels, DERIVED_EPISODE_GAP_S), EpisodeSource::Labels),
+            None => (
+                derive_episodes(&labels, DERIVED_EPISODE_GAP_S),
+                EpisodeSource::Labels,
+            ),
         };
         evaluate(EvalInput {
             labels: &labels,
@@ -620,7 +649,10 @@ mod tests {
         assert_eq!(r.false_alerts.true_alerts, 2);
         assert_eq!(r.false_alerts.covered_hours, 2);
         let expected = 3.0 / (3.0 * 2.0 / 24.0);
-        assert!(r.false_alerts.per_workload_day.is_some_and(|v| (v - expected).abs() < 1e-9));
+        assert!(r
+            .false_alerts
+            .per_workload_day
+            .is_some_and(|v| (v - expected).abs() < 1e-9));
         assert_eq!(r.false_alerts.top_pairs[0].workload, "ns/web-*");
         assert_eq!(r.false_alerts.top_pairs[0].alerts, 2);
         assert_eq!(r.hosts.infected_total, 1);
@@ -647,7 +679,10 @@ mod tests {
                 end: 100,
             },
         ];
-        let alerts = [alert("volume", "ns/web-*", 3715), alert("volume", "ns/db-*", 15)];
+        let alerts = [
+            alert("volume", "ns/web-*", 3715),
+            alert("volume", "ns/db-*", 15),
+        ];
         let r = run(&[0.0; 6], &alerts, Some(episodes));
         assert_eq!(r.episodes.total, 1);
         assert_eq!(r.episodes.detected, 1);

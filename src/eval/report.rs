@@ -1,6 +1,6 @@
 //! The human-readable form of an [`EvalReport`]: aligned text tables, one section per measure.
 
-use super::{AucRow, EvalReport, EpisodeSource, HostResult};
+use super::{AucRow, EpisodeSource, EvalReport, HostResult};
 use std::fmt::Write;
 
 /// How many episodes the text lists one by one (the JSON has all of them).
@@ -40,12 +40,23 @@ fn write_report(out: &mut String, r: &EvalReport) -> std::fmt::Result {
         c.unlabelled_lines
     )?;
 
-    writeln!(out, "\n== Per-record scores (each attack type vs all benign records)")?;
+    writeln!(
+        out,
+        "\n== Per-record scores (each attack type vs all benign records)"
+    )?;
     let mut rows = vec![auc_cells(&r.scores.overall)];
     rows.extend(r.scores.by_attack_type.iter().map(auc_cells));
     table(
         out,
-        &["attack_type", "positives", "negatives", "ROC-AUC", "PR-AUC", "pos>0", "neg>0"],
+        &[
+            "attack_type",
+            "positives",
+            "negatives",
+            "ROC-AUC",
+            "PR-AUC",
+            "pos>0",
+            "neg>0",
+        ],
         &rows,
     )?;
 
@@ -59,7 +70,9 @@ fn write_report(out: &mut String, r: &EvalReport) -> std::fmt::Result {
         },
         e.detected,
         e.total,
-        e.detection_rate.map(|v| format!(" ({:.1}%)", v * 100.0)).unwrap_or_default(),
+        e.detection_rate
+            .map(|v| format!(" ({:.1}%)", v * 100.0))
+            .unwrap_or_default(),
         seconds(e.median_time_to_detect_s)
     )?;
     let rows: Vec<Vec<String>> = e
@@ -74,7 +87,11 @@ fn write_report(out: &mut String, r: &EvalReport) -> std::fmt::Result {
             ]
         })
         .collect();
-    table(out, &["scenario", "episodes", "detected", "median TTD"], &rows)?;
+    table(
+        out,
+        &["scenario", "episodes", "detected", "median TTD"],
+        &rows,
+    )?;
     writeln!(out)?;
     let rows: Vec<Vec<String>> = e
         .list
@@ -101,11 +118,24 @@ fn write_report(out: &mut String, r: &EvalReport) -> std::fmt::Result {
         .collect();
     table(
         out,
-        &["scenario", "attacker", "victim", "start", "length s", "detected", "detectors", "TTD"],
+        &[
+            "scenario",
+            "attacker",
+            "victim",
+            "start",
+            "length s",
+            "detected",
+            "detectors",
+            "TTD",
+        ],
         &rows,
     )?;
     if e.list.len() > EPISODES_LISTED {
-        writeln!(out, "... {} more episodes in --json", e.list.len() - EPISODES_LISTED)?;
+        writeln!(
+            out,
+            "... {} more episodes in --json",
+            e.list.len() - EPISODES_LISTED
+        )?;
     }
 
     let f = &r.false_alerts;
@@ -149,10 +179,18 @@ fn write_report(out: &mut String, r: &EvalReport) -> std::fmt::Result {
     };
     let header = ["workload", "attack records", "named", "alerts", "detectors"];
     table(out, &header, &host_rows(&h.infected, usize::MAX))?;
-    writeln!(out, "\n== Benign-only workloads named in alerts: {}", h.benign_named.len())?;
+    writeln!(
+        out,
+        "\n== Benign-only workloads named in alerts: {}",
+        h.benign_named.len()
+    )?;
     table(out, &header, &host_rows(&h.benign_named, BENIGN_LISTED))?;
     if h.benign_named.len() > BENIGN_LISTED {
-        writeln!(out, "... {} more in --json", h.benign_named.len() - BENIGN_LISTED)?;
+        writeln!(
+            out,
+            "... {} more in --json",
+            h.benign_named.len() - BENIGN_LISTED
+        )?;
     }
     Ok(())
 }

@@ -83,7 +83,10 @@ impl LabelTable {
 
     /// The string behind an id.
     pub fn name(&self, id: NameId) -> &str {
-        self.names.get(id as usize).map(String::as_str).unwrap_or("")
+        self.names
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// Interns `s`.
@@ -107,7 +110,14 @@ impl LabelTable {
                 columns = Some(header_columns(
                     path,
                     &fields,
-                    ["line", "label", "attack_type", "src_workload", "dst_workload", "start_time"],
+                    [
+                        "line",
+                        "label",
+                        "attack_type",
+                        "src_workload",
+                        "dst_workload",
+                        "start_time",
+                    ],
                     LABEL_HEADER,
                 )?);
                 return Ok(());
@@ -176,7 +186,8 @@ impl Episode {
 
     /// The workloads an alert may name to detect this episode.
     pub fn parties(&self) -> impl Iterator<Item = &str> {
-        let victim = (self.victim_counts() && self.victim != self.attacker).then_some(self.victim.as_str());
+        let victim =
+            (self.victim_counts() && self.victim != self.attacker).then_some(self.victim.as_str());
         std::iter::once(self.attacker.as_str()).chain(victim)
     }
 }
@@ -234,14 +245,18 @@ pub fn read_episodes(path: &Path) -> Result<(Vec<Episode>, u64), TruthError> {
 pub fn derive_episodes(labels: &LabelTable, max_gap_s: i64) -> Vec<Episode> {
     let mut by_actor: FxHashMap<(NameId, NameId), Vec<&LabelRow>> = FxHashMap::default();
     for row in labels.rows.iter().filter(|r| r.positive) {
-        by_actor.entry((row.attack_type, row.src)).or_default().push(row);
+        by_actor
+            .entry((row.attack_type, row.src))
+            .or_default()
+            .push(row);
     }
     let mut episodes = Vec::new();
     for ((attack_type, src), mut rows) in by_actor {
         rows.sort_by_key(|r| (r.start_time, r.line));
         let mut run_start = 0;
         for i in 1..=rows.len() {
-            let run_ends = i == rows.len() || rows[i].start_time - rows[i - 1].start_time >= max_gap_s;
+            let run_ends =
+                i == rows.len() || rows[i].start_time - rows[i - 1].start_time >= max_gap_s;
             if !run_ends {
                 continue;
             }
@@ -253,14 +268,18 @@ pub fn derive_episodes(labels: &LabelTable, max_gap_s: i64) -> Vec<Episode> {
             episodes.push(Episode {
                 scenario: scenario.to_string(),
                 attacker: labels.name(src).to_string(),
-                victim: labels.name(most_frequent(run.iter().map(|r| r.dst))).to_string(),
+                victim: labels
+                    .name(most_frequent(run.iter().map(|r| r.dst)))
+                    .to_string(),
                 start: run[0].start_time,
                 end: run[run.len() - 1].start_time,
             });
             run_start = i;
         }
     }
-    episodes.sort_by(|a, b| (a.start, &a.scenario, &a.attacker).cmp(&(b.start, &b.scenario, &b.attacker)));
+    episodes.sort_by(|a, b| {
+        (a.start, &a.scenario, &a.attacker).cmp(&(b.start, &b.scenario, &b.attacker))
+    });
     episodes
 }
 
@@ -285,20 +304,24 @@ fn header_columns<const N: usize>(
 ) -> Result<[usize; N], TruthError> {
     let mut out = [0; N];
     for (slot, name) in out.iter_mut().zip(names) {
-        *slot = header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| TruthError::MissingColumn {
-                path: path.to_path_buf(),
-                column: name,
-                expected,
-            })?;
+        *slot =
+            header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or_else(|| TruthError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: name,
+                    expected,
+                })?;
     }
     Ok(out)
 }
 
 /// Calls `f` on every non-empty line (without its line ending).
-fn for_each_line(path: &Path, mut f: impl FnMut(&str) -> Result<(), TruthError>) -> Result<(), TruthError> {
+fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(&str) -> Result<(), TruthError>,
+) -> Result<(), TruthError> {
     let io = |source| TruthError::Io {
         path: path.to_path_buf(),
         source,
@@ -379,14 +402,23 @@ mod tests {
             end: 1,
         };
         assert!(e.victim_counts());
-        let e = Episode { scenario: "C&C".into(), ..e };
+        let e = Episode {
+            scenario: "C&C".into(),
+            ..e
+        };
         assert!(!e.victim_counts());
     }
 
     #[test]
     fn derives_runs_split_by_gaps() {
         let mut t = LabelTable::new();
-        let (cc, a, b, p, q) = (t.intern("C&C"), t.intern("ns/a-*"), t.intern("ns/b-*"), t.intern("pub:1"), t.intern("pub:2"));
+        let (cc, a, b, p, q) = (
+            t.intern("C&C"),
+            t.intern("ns/a-*"),
+            t.intern("ns/b-*"),
+            t.intern("pub:1"),
+            t.intern("pub:2"),
+        );
         let row = |line, positive, attack_type, src, dst, start_time| LabelRow {
             line,
             positive,
@@ -406,7 +438,10 @@ mod tests {
         ];
         let eps = derive_episodes(&t, 3600);
         assert_eq!(eps.len(), 3);
-        assert_eq!((eps[0].attacker.as_str(), eps[0].victim.as_str()), ("ns/a-*", "pub:2"));
+        assert_eq!(
+            (eps[0].attacker.as_str(), eps[0].victim.as_str()),
+            ("ns/a-*", "pub:2")
+        );
         assert_eq!((eps[0].start, eps[0].end), (0, 2000));
         assert_eq!((eps[1].start, eps[1].end), (6000, 6000));
         assert_eq!(eps[2].attacker, "ns/b-*");
