@@ -24,6 +24,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Run the daemon: sources and sinks from config, until SIGTERM/SIGINT.
     Run(cli::run::RunArgs),
+    /// Replay inputs with scores and judge them against labels and episodes (ROC/PR-AUC, detection).
+    Eval(cli::eval::EvalArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
     /// The quarantine tier and policy (`policy install`).
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),
         Command::Quarantine(c) => flowwarden::respond::run_quarantine(c),
