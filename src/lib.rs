@@ -5,3 +5,4 @@
 //! alerts ([`alert`]) → sinks ([`sink`]) → responder ([`respond`]).
 
 pub mod flow;
+pub mod simulate;
