@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "flowwarden", version, about = "Streaming anomaly detection and quarantine for Calico flow logs")]
+#[command(
+    name = "flowwarden",
+    version,
+    about = "Streaming anomaly detection and quarantine for Calico flow logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

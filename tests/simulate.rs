@@ -17,7 +17,9 @@ fn generate(cfg: SimConfig) -> (Vec<u8>, Vec<LabelRow>) {
 }
 
 fn lines(out: &[u8]) -> Vec<&[u8]> {
-    out.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect()
+    out.split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 fn attack_run(format: OutputFormat, flush_s: u64, hours: u64) -> SimConfig {
@@ -31,6 +33,11 @@ fn attack_run(format: OutputFormat, flush_s: u64, hours: u64) -> SimConfig {
     }
 }
 
+/// (window, src key, dst key, dest port) of a pod-to-pod flow.
+type FlowKey = (i64, String, String, Option<u16>);
+/// (records, bytes_in, bytes_out) of one reporter side.
+type SideSums = (usize, u64, u64);
+
 /// Per line: (window, src key, dst key, dest port, reporter, bytes_in, bytes_out).
 type Row = (i64, String, String, Option<u16>, Reporter, u64, u64);
 
@@ -43,13 +50,28 @@ fn decode_all(out: &[u8], labels: &[LabelRow]) -> Vec<Row> {
         .zip(labels)
         .enumerate()
         .map(|(i, (line, label))| {
-            let r = dec
-                .decode(line)
-                .unwrap_or_else(|e| panic!("line {i} does not decode: {e}: {}", String::from_utf8_lossy(line)));
+            let r = dec.decode(line).unwrap_or_else(|e| {
+                panic!(
+                    "line {i} does not decode: {e}: {}",
+                    String::from_utf8_lossy(line)
+                )
+            });
             let (s, d) = (reg.key(r.src.id), reg.key(r.dst.id));
-            assert_eq!((&s, &d), (&label.src_workload, &label.dst_workload), "line {i} keys");
+            assert_eq!(
+                (&s, &d),
+                (&label.src_workload, &label.dst_workload),
+                "line {i} keys"
+            );
             assert_eq!(r.start_time, label.start_time, "line {i} start_time");
-            (r.start_time, s, d, r.dst.port, r.reporter, r.bytes_in, r.bytes_out)
+            (
+                r.start_time,
+                s,
+                d,
+                r.dst.port,
+                r.reporter,
+                r.bytes_in,
+                r.bytes_out,
+            )
         })
         .collect()
 }
@@ -69,7 +91,10 @@ fn calico_lines_follow_felix_rules() {
             assert_eq!(end - start, 300, "records span the flush window");
             assert!(start >= prev_start, "line {i}: event-time order");
             prev_start = start;
-            assert_eq!(raw.source_port, None, "line {i}: source port is aggregated away at levels 1 and 2");
+            assert_eq!(
+                raw.source_port, None,
+                "line {i}: source port is aggregated away at levels 1 and 2"
+            );
             assert!(raw.dest_port.is_some(), "line {i}: dest port kept");
             let src_type = EndpointType::from_calico(raw.source_type.unwrap());
             let dst_type = EndpointType::from_calico(raw.dest_type.unwrap());
@@ -77,11 +102,21 @@ fn calico_lines_follow_felix_rules() {
                 "allow" => {
                     // Level 2: IPs null, names "-", pods under `<deploy>-<hash>-*`.
                     assert_eq!((raw.source_ip, raw.dest_ip), (None, None), "line {i}");
-                    assert_eq!((raw.source_name, raw.dest_name), (Some("-"), Some("-")), "line {i}");
-                    for (t, aggr) in [(src_type, raw.source_name_aggr), (dst_type, raw.dest_name_aggr)] {
+                    assert_eq!(
+                        (raw.source_name, raw.dest_name),
+                        (Some("-"), Some("-")),
+                        "line {i}"
+                    );
+                    for (t, aggr) in [
+                        (src_type, raw.source_name_aggr),
+                        (dst_type, raw.dest_name_aggr),
+                    ] {
                         let aggr = aggr.unwrap();
                         if t == EndpointType::Wep {
-                            assert!(aggr.ends_with("-*") && aggr.matches('-').count() >= 2, "line {i}: {aggr}");
+                            assert!(
+                                aggr.ends_with("-*") && aggr.matches('-').count() >= 2,
+                                "line {i}: {aggr}"
+                            );
                         } else {
                             assert!(aggr == "pub" || aggr == "pvt", "line {i}: {aggr}");
                         }
@@ -89,7 +124,10 @@ fn calico_lines_follow_felix_rules() {
                 }
                 "deny" => {
                     // Level 1: IPs and pod names kept.
-                    assert!(raw.source_ip.is_some() && raw.dest_ip.is_some(), "line {i}: denied keeps IPs");
+                    assert!(
+                        raw.source_ip.is_some() && raw.dest_ip.is_some(),
+                        "line {i}: denied keeps IPs"
+                    );
                     if src_type == EndpointType::Wep {
                         assert_ne!(raw.source_name, Some("-"), "line {i}");
                     }
@@ -105,17 +143,24 @@ fn calico_lines_follow_felix_rules() {
                 assert_eq!(reporter, "src", "line {i}");
             }
             let policies = raw.policies.as_ref().expect("policies");
-            for list in [&policies.all_policies, &policies.enforced_policies, &policies.pending_policies]
-                .into_iter()
-                .flatten()
+            for list in [
+                &policies.all_policies,
+                &policies.enforced_policies,
+                &policies.pending_policies,
+            ]
+            .into_iter()
+            .flatten()
             {
                 for p in list {
-                    let PolicyEntry::Str(s) = p else { panic!("line {i}: Calico policies are strings") };
+                    let PolicyEntry::Str(s) = p else {
+                        panic!("line {i}: Calico policies are strings")
+                    };
                     parse_policy_str(s).unwrap_or_else(|e| panic!("line {i}: policy {s:?}: {e}"));
                     let name = s.split('|').nth(2).unwrap_or("");
-                    let shape = if name.split_once(':').is_some_and(|(k, _)| {
-                        ["gnp", "np", "knp", "snp", "pro"].contains(&k)
-                    }) {
+                    let shape = if name
+                        .split_once(':')
+                        .is_some_and(|(k, _)| ["gnp", "np", "knp", "snp", "pro"].contains(&k))
+                    {
                         2
                     } else if s.split('|').count() == 4 {
                         0
@@ -125,17 +170,31 @@ fn calico_lines_follow_felix_rules() {
                     shapes[shape] += 1;
                 }
             }
-            let last = policies.enforced().last().and_then(|p| p.parse().ok()).expect("a deciding policy");
-            assert_eq!(last.action.as_str(), raw.action.unwrap(), "line {i}: the last enforced hit decides");
+            let last = policies
+                .enforced()
+                .last()
+                .and_then(|p| p.parse().ok())
+                .expect("a deciding policy");
+            assert_eq!(
+                last.action.as_str(),
+                raw.action.unwrap(),
+                "line {i}: the last enforced hit decides"
+            );
         })
         .unwrap();
     }
-    assert!(shapes.iter().all(|&n| n > 0), "all three policy shapes appear: {shapes:?}");
+    assert!(
+        shapes.iter().all(|&n| n > 0),
+        "all three policy shapes appear: {shapes:?}"
+    );
 
     // Both reporters for pod-to-pod flows, with matching byte sums.
-    let mut pairs: HashMap<(i64, String, String, Option<u16>), [(usize, u64, u64); 2]> = HashMap::new();
+    let mut pairs: HashMap<FlowKey, [SideSums; 2]> = HashMap::new();
     for (t, s, d, port, rep, bin, bout) in &rows {
-        let pod_to_pod = !s.starts_with("pub") && !s.starts_with("pvt") && !d.starts_with("pub") && !d.starts_with("pvt");
+        let pod_to_pod = !s.starts_with("pub")
+            && !s.starts_with("pvt")
+            && !d.starts_with("pub")
+            && !d.starts_with("pvt");
         if !pod_to_pod {
             continue;
         }
@@ -147,7 +206,10 @@ fn calico_lines_follow_felix_rules() {
     }
     assert!(pairs.len() > 100);
     for (k, [src, dst]) in &pairs {
-        assert!(src.0 > 0 && dst.0 > 0, "{k:?}: a pod-to-pod flow has both a src and a dst record");
+        assert!(
+            src.0 > 0 && dst.0 > 0,
+            "{k:?}: a pod-to-pod flow has both a src and a dst record"
+        );
         assert_eq!(src.2, dst.1, "{k:?}: bytes_out of src = bytes_in of dst");
         assert_eq!(src.1, dst.2, "{k:?}: bytes_in of src = bytes_out of dst");
     }
@@ -166,14 +228,24 @@ fn goldmane_lines_decode_with_integer_enums_and_no_zero_values() {
             assert!(key[f].is_u64(), "line {i}: {f} is an integer enum");
         }
         for (name, value) in v.as_object().unwrap() {
-            assert_ne!(value, &serde_json::json!(0), "line {i}: zero value {name} must be omitted");
+            assert_ne!(
+                value,
+                &serde_json::json!(0),
+                "line {i}: zero value {name} must be omitted"
+            );
         }
         if let Some(l) = v.get("source_labels") {
             assert!(l.is_array(), "line {i}: labels are arrays");
         }
-        assert_eq!(v["end_time"].as_i64().unwrap() - v["start_time"].as_i64().unwrap(), 15);
+        assert_eq!(
+            v["end_time"].as_i64().unwrap() - v["start_time"].as_i64().unwrap(),
+            15
+        );
         for hit in key["policies"]["enforced_policies"].as_array().unwrap() {
-            assert!(hit["kind"].is_u64() && hit["action"].is_u64(), "line {i}: {hit}");
+            assert!(
+                hit["kind"].is_u64() && hit["action"].is_u64(),
+                "line {i}: {hit}"
+            );
         }
     }
 }
@@ -182,10 +254,21 @@ fn goldmane_lines_decode_with_integer_enums_and_no_zero_values() {
 fn attacks_are_labelled_with_their_scenario() {
     let (_, labels) = generate(attack_run(OutputFormat::Calico, 300, 8));
     for name in [
-        "port-scan", "slow-port-scan", "ip-sweep", "lateral-movement", "exfiltration",
-        "slow-exfiltration", "c2-beacon", "ddos", "deny-surge", "crypto-miner",
+        "port-scan",
+        "slow-port-scan",
+        "ip-sweep",
+        "lateral-movement",
+        "exfiltration",
+        "slow-exfiltration",
+        "c2-beacon",
+        "ddos",
+        "deny-surge",
+        "crypto-miner",
     ] {
-        assert!(labels.iter().any(|l| l.label && l.attack_type == name), "{name} has labelled lines");
+        assert!(
+            labels.iter().any(|l| l.label && l.attack_type == name),
+            "{name} has labelled lines"
+        );
     }
     // A fast port scan touches hundreds of distinct ports within one window, visible in denied records.
     let (out, labels) = generate(SimConfig {
@@ -206,13 +289,20 @@ fn attacks_are_labelled_with_their_scenario() {
 
 #[test]
 fn benign_run_has_no_attack_labels() {
-    let (_, labels) = generate(SimConfig { duration_s: 4 * 3600, ..SimConfig::default() });
+    let (_, labels) = generate(SimConfig {
+        duration_s: 4 * 3600,
+        ..SimConfig::default()
+    });
     assert!(!labels.is_empty() && labels.iter().all(|l| !l.label && l.attack_type.is_empty()));
 }
 
 #[test]
 fn scales_to_thousands_of_workloads() {
-    let cfg = SimConfig { duration_s: 600, workloads: Some(2000), ..SimConfig::default() };
+    let cfg = SimConfig {
+        duration_s: 600,
+        workloads: Some(2000),
+        ..SimConfig::default()
+    };
     let (out, labels) = generate(cfg);
     let distinct: std::collections::HashSet<_> = labels.iter().map(|l| &l.src_workload).collect();
     assert!(distinct.len() > 1500, "{} source workloads", distinct.len());
@@ -246,27 +336,59 @@ fn cli_generates_two_days_with_default_attacks_deterministically() {
     let (b, lb, eb) = run("b");
     assert!(a == b && la == lb && ea == eb, "same seed, same bytes");
     let n = a.iter().filter(|&&c| c == b'\n').count();
-    assert!((100_000..=1_000_000).contains(&n), "{n} lines for 2 days of the storefront");
+    assert!(
+        (100_000..=1_000_000).contains(&n),
+        "{n} lines for 2 days of the storefront"
+    );
     let mut rows = la.lines();
-    assert_eq!(rows.next(), Some("line,label,attack_type,src_workload,dst_workload,start_time"));
+    assert_eq!(
+        rows.next(),
+        Some("line,label,attack_type,src_workload,dst_workload,start_time")
+    );
     let rows: Vec<&str> = rows.collect();
     assert_eq!(rows.len(), n);
-    assert!(rows.iter().enumerate().all(|(i, r)| r.starts_with(&format!("{i},"))));
-    assert!(rows.iter().any(|r| r.split(',').nth(1) == Some("1")), "default attacks are on");
-    assert_eq!(ea.lines().next(), Some("scenario,attacker,victim,start,end"));
+    assert!(rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.starts_with(&format!("{i},"))));
+    assert!(
+        rows.iter().any(|r| r.split(',').nth(1) == Some("1")),
+        "default attacks are on"
+    );
+    assert_eq!(
+        ea.lines().next(),
+        Some("scenario,attacker,victim,start,end")
+    );
     assert_eq!(ea.lines().count(), 11, "the default mix has ten scenarios");
 }
 
 #[test]
 fn cli_rejects_bad_attacks_and_honours_no_attacks() {
     let bad = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .args(["generate", "--duration", "1h", "--attack", "port-scan:target=nowhere/none", "--out", "/dev/null"])
+        .args([
+            "generate",
+            "--duration",
+            "1h",
+            "--attack",
+            "port-scan:target=nowhere/none",
+            "--out",
+            "/dev/null",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nowhere/none"));
     let ok = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .args(["generate", "--duration", "1h", "--no-attacks", "--format", "goldmane", "--out", "-"])
+        .args([
+            "generate",
+            "--duration",
+            "1h",
+            "--no-attacks",
+            "--format",
+            "goldmane",
+            "--out",
+            "-",
+        ])
         .output()
         .unwrap();
     assert!(ok.status.success());

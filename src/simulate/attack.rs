@@ -281,12 +281,20 @@ pub struct ActiveAttack {
 #[derive(Debug, Error)]
 pub enum AttackSetupError {
     /// The target or victim names no workload.
-    #[error("attack {0}: no workload {1:?} in the simulated cluster (use ns/name, e.g. shop/cart)")]
+    #[error(
+        "attack {0}: no workload {1:?} in the simulated cluster (use ns/name, e.g. shop/cart)"
+    )]
     NoSuchWorkload(&'static str, String),
 }
 
 fn ip(v: u32) -> String {
-    format!("{}.{}.{}.{}", v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
+    format!(
+        "{}.{}.{}.{}",
+        v >> 24,
+        (v >> 16) & 255,
+        (v >> 8) & 255,
+        v & 255
+    )
 }
 
 impl ActiveAttack {
@@ -315,14 +323,27 @@ impl ActiveAttack {
         let remote = |ip: &str, domain: &str, port: u16, blocked: bool| Remote {
             public: true,
             ip: ip.into(),
-            domains: if domain.is_empty() { vec![] } else { vec![domain.into()] },
+            domains: if domain.is_empty() {
+                vec![]
+            } else {
+                vec![domain.into()]
+            },
             port,
             blocked,
         };
         let remotes = match kind {
-            AttackKind::Exfiltration => vec![remote("45.137.21.9", "files.transfer-drop.net", 443, false)],
-            AttackKind::SlowExfiltration => vec![remote("91.215.85.142", "api.telemetry-sync.io", 443, false)],
-            AttackKind::C2Beacon => vec![remote("185.220.101.47", "cdn-update.edge-cache.top", 443, false)],
+            AttackKind::Exfiltration => {
+                vec![remote("45.137.21.9", "files.transfer-drop.net", 443, false)]
+            }
+            AttackKind::SlowExfiltration => {
+                vec![remote("91.215.85.142", "api.telemetry-sync.io", 443, false)]
+            }
+            AttackKind::C2Beacon => vec![remote(
+                "185.220.101.47",
+                "cdn-update.edge-cache.top",
+                443,
+                false,
+            )],
             AttackKind::CryptoMiner => vec![
                 remote("51.15.69.136", "pool.supportxmr.com", 3333, false),
                 remote("94.130.164.163", "xmr.2miners.com", 4444, true),
@@ -334,7 +355,8 @@ impl ActiveAttack {
             AttackKind::Ddos => (0..4000)
                 .map(|_| {
                     // Public sources outside 10/8, 172.16/12, 192.168/16 and 127/8.
-                    let a = [23u32, 31, 45, 61, 77, 89, 103, 117, 151, 186, 201, 212][rng.below(12) as usize];
+                    let a = [23u32, 31, 45, 61, 77, 89, 103, 117, 151, 186, 201, 212]
+                        [rng.below(12) as usize];
                     Remote {
                         public: true,
                         ip: ip((a << 24) | rng.below(1 << 24) as u32),
@@ -352,7 +374,10 @@ impl ActiveAttack {
                 .edges
                 .iter()
                 .filter_map(|e| match (e.src, e.dst) {
-                    (crate::simulate::topology::Peer::Pod(s), crate::simulate::topology::Peer::Pod(d)) if s == target => Some(d),
+                    (
+                        crate::simulate::topology::Peer::Pod(s),
+                        crate::simulate::topology::Peer::Pod(d),
+                    ) if s == target => Some(d),
                     _ => None,
                 })
                 .collect();
@@ -361,7 +386,10 @@ impl ActiveAttack {
                 .iter()
                 .enumerate()
                 .filter(|(i, w)| {
-                    *i != target && w.port != 0 && cluster.is_managed(&w.namespace) && !called.contains(i)
+                    *i != target
+                        && w.port != 0
+                        && cluster.is_managed(&w.namespace)
+                        && !called.contains(i)
                 })
                 .map(|(i, _)| i)
                 .take(8)
@@ -420,14 +448,28 @@ impl ActiveAttack {
         let a_pod = &a.pods[0];
         match self.kind {
             AttackKind::PortScan | AttackKind::SlowPortScan => {
-                let per_sec = if self.kind == AttackKind::PortScan { 4.0 } else { 0.05 };
+                let per_sec = if self.kind == AttackKind::PortScan {
+                    4.0
+                } else {
+                    0.05
+                };
                 let n = self.rng.poisson(per_sec * intensity * secs);
                 let v = &cluster.workloads[self.victim.unwrap_or(self.target)];
                 for _ in 0..n {
                     let port = self.next_port as u16;
                     self.next_port = self.next_port % 65535 + 1;
                     let vp = self.rng.below(v.pods.len() as u64) as usize;
-                    probe(w, cluster, self.target, 0, self.victim.unwrap_or(self.target), vp, port, 1, name);
+                    probe(
+                        w,
+                        cluster,
+                        self.target,
+                        0,
+                        self.victim.unwrap_or(self.target),
+                        vp,
+                        port,
+                        1,
+                        name,
+                    );
                 }
             }
             AttackKind::IpSweep => {
@@ -436,8 +478,25 @@ impl ActiveAttack {
                     if self.rng.chance(0.7) {
                         // Hosts of the node/VPC network: the security tier blocks private egress.
                         let host = ip((10 << 24) | self.rng.below(1 << 16) as u32);
-                        let ext = Remote { public: false, ip: host, domains: vec![], port: 22, blocked: true };
-                        egress_denied(w, cluster, a, 0, &ext, 22, 1, PolicyRef::security_deny("restrict-private-egress", 1), "sh", name);
+                        let ext = Remote {
+                            public: false,
+                            ip: host,
+                            domains: vec![],
+                            port: 22,
+                            blocked: true,
+                        };
+                        egress_denied(
+                            w,
+                            cluster,
+                            a,
+                            0,
+                            &ext,
+                            22,
+                            1,
+                            PolicyRef::security_deny("restrict-private-egress", 1),
+                            "sh",
+                            name,
+                        );
                     } else {
                         let vw = self.rng.below(cluster.workloads.len() as u64) as usize;
                         if vw == self.target || cluster.workloads[vw].pods.is_empty() {
@@ -450,7 +509,11 @@ impl ActiveAttack {
             }
             AttackKind::LateralMovement => {
                 let mut victims = vec![self.victim.unwrap_or(self.target)];
-                victims.extend(["monitoring/prometheus", "kube-system/metrics-server"].iter().filter_map(|s| cluster.find(s)));
+                victims.extend(
+                    ["monitoring/prometheus", "kube-system/metrics-server"]
+                        .iter()
+                        .filter_map(|s| cluster.find(s)),
+                );
                 for &vw in &victims {
                     let n = self.rng.poisson(0.1 * intensity * secs);
                     if n == 0 || vw == self.target {
@@ -465,7 +528,18 @@ impl ActiveAttack {
                     } else {
                         PolicyRef::profile(&v.namespace)
                     };
-                    allowed_pair(w, cluster, self.target, vw, v.port, n, req, resp, dst_policy, name);
+                    allowed_pair(
+                        w,
+                        cluster,
+                        self.target,
+                        vw,
+                        v.port,
+                        n,
+                        req,
+                        resp,
+                        dst_policy,
+                        name,
+                    );
                 }
             }
             AttackKind::Exfiltration | AttackKind::SlowExfiltration => {
@@ -478,7 +552,17 @@ impl ActiveAttack {
                 let bytes = (total * intensity * secs / len * self.rng.lognormal(0.2)) as u64;
                 let n = self.rng.poisson(secs / conn_every) + 1;
                 let r = self.remotes[0].clone();
-                egress_allowed(w, cluster, a, &r, n, bytes, n * 4_000 + bytes / 200, "curl", name);
+                egress_allowed(
+                    w,
+                    cluster,
+                    a,
+                    &r,
+                    n,
+                    bytes,
+                    n * 4_000 + bytes / 200,
+                    "curl",
+                    name,
+                );
             }
             AttackKind::C2Beacon => {
                 let mut n = 0;
@@ -508,8 +592,18 @@ impl ActiveAttack {
                         continue;
                     }
                     let pids = v.pods.iter().filter(|p| p.node == node).count() as u32;
-                    let src = EndView { kind: EndpointType::Net, namespace: "-", name_aggr: "pub", name: "-", ip: None, labels: &[] };
-                    let policies = [PolicyRef::threat_feed_pass(), PolicyRef::np_allow(&v.namespace, &format!("allow-{}", v.name), 0)];
+                    let src = EndView {
+                        kind: EndpointType::Net,
+                        namespace: "-",
+                        name_aggr: "pub",
+                        name: "-",
+                        ip: None,
+                        labels: &[],
+                    };
+                    let policies = [
+                        PolicyRef::threat_feed_pass(),
+                        PolicyRef::np_allow(&v.namespace, &format!("allow-{}", v.name), 0),
+                    ];
                     let spec = RecordSpec {
                         src,
                         dst: level2(v),
@@ -539,11 +633,21 @@ impl ActiveAttack {
                     w.dynamic(&spec, &c, name);
                 }
                 // The rate limiter denies the heaviest sources: level 1, one record per source IP.
-                let m = self.rng.poisson(0.5 * intensity * secs).min(self.remotes.len() as u64);
+                let m = self
+                    .rng
+                    .poisson(0.5 * intensity * secs)
+                    .min(self.remotes.len() as u64);
                 for _ in 0..m {
                     let r = &self.remotes[self.rng.below(self.remotes.len() as u64) as usize];
                     let vp = &v.pods[self.rng.below(v.pods.len() as u64) as usize];
-                    let src = EndView { kind: EndpointType::Net, namespace: "-", name_aggr: "pub", name: "-", ip: Some(&r.ip), labels: &[] };
+                    let src = EndView {
+                        kind: EndpointType::Net,
+                        namespace: "-",
+                        name_aggr: "pub",
+                        name: "-",
+                        ip: Some(&r.ip),
+                        labels: &[],
+                    };
                     let policies = [PolicyRef::security_deny("ddos-rate-limit", 0)];
                     let spec = RecordSpec {
                         src,
@@ -561,7 +665,14 @@ impl ActiveAttack {
                         host: &cluster.nodes[vp.node].name,
                     };
                     let k = 20 + self.rng.below(200);
-                    let c = Counters { bytes_in: k * 60, packets_in: k, flows: k, started: k, completed: k, ..Counters::default() };
+                    let c = Counters {
+                        bytes_in: k * 60,
+                        packets_in: k,
+                        flows: k,
+                        started: k,
+                        completed: k,
+                        ..Counters::default()
+                    };
                     w.dynamic(&spec, &c, name);
                 }
             }
@@ -575,8 +686,25 @@ impl ActiveAttack {
                         let vp = self.rng.below(v.pods.len() as u64) as usize;
                         probe(w, cluster, self.target, 0, vw, vp, v.port, 1, name);
                     } else {
-                        let ext = Remote { public: false, ip: "169.254.169.254".into(), domains: vec![], port: 80, blocked: true };
-                        egress_denied(w, cluster, a, 0, &ext, 80, 1, PolicyRef::security_deny("block-cloud-metadata", 0), "sh", name);
+                        let ext = Remote {
+                            public: false,
+                            ip: "169.254.169.254".into(),
+                            domains: vec![],
+                            port: 80,
+                            blocked: true,
+                        };
+                        egress_denied(
+                            w,
+                            cluster,
+                            a,
+                            0,
+                            &ext,
+                            80,
+                            1,
+                            PolicyRef::security_deny("block-cloud-metadata", 0),
+                            "sh",
+                            name,
+                        );
                     }
                 }
             }
@@ -587,7 +715,18 @@ impl ActiveAttack {
                 for (i, r) in self.remotes.clone().iter().enumerate().take(reached.max(1)) {
                     if r.blocked {
                         let n = self.rng.poisson(secs / 60.0 * intensity).max(1);
-                        egress_denied(w, cluster, a, 0, r, r.port, n, PolicyRef::security_deny("threat-feeds", 0), "xmrig", name);
+                        egress_denied(
+                            w,
+                            cluster,
+                            a,
+                            0,
+                            r,
+                            r.port,
+                            n,
+                            PolicyRef::security_deny("threat-feeds", 0),
+                            "xmrig",
+                            name,
+                        );
                     } else {
                         let started = u64::from(i + 1 == reached);
                         let out = (150.0 * secs * intensity) as u64;
@@ -655,12 +794,35 @@ pub(crate) fn stream_counters(n: u64, out: u64, inn: u64) -> Counters {
 /// A probe from the attacker's pod to a victim pod: allowed at level 2 by the source, denied at
 /// level 1 by a default-deny destination (or allowed there too in an open namespace).
 #[allow(clippy::too_many_arguments)]
-fn probe(w: &mut WindowWriter<'_>, c: &Cluster, aw: usize, ap: usize, vw: usize, vp: usize, port: u16, n: u64, name: &'static str) {
+fn probe(
+    w: &mut WindowWriter<'_>,
+    c: &Cluster,
+    aw: usize,
+    ap: usize,
+    vw: usize,
+    vp: usize,
+    port: u16,
+    n: u64,
+    name: &'static str,
+) {
     let a = &c.workloads[aw];
     let v = &c.workloads[vw];
-    let (apod, vpod) = (&a.pods[ap.min(a.pods.len() - 1)], &v.pods[vp.min(v.pods.len() - 1)]);
-    let src_policies = [PolicyRef::threat_feed_pass(), PolicyRef::profile(&a.namespace)];
-    let syn = Counters { bytes_out: n * 180, packets_out: n * 3, flows: n, started: n, completed: n, ..Counters::default() };
+    let (apod, vpod) = (
+        &a.pods[ap.min(a.pods.len() - 1)],
+        &v.pods[vp.min(v.pods.len() - 1)],
+    );
+    let src_policies = [
+        PolicyRef::threat_feed_pass(),
+        PolicyRef::profile(&a.namespace),
+    ];
+    let syn = Counters {
+        bytes_out: n * 180,
+        packets_out: n * 3,
+        flows: n,
+        started: n,
+        completed: n,
+        ..Counters::default()
+    };
     let spec = RecordSpec {
         src: level2(a),
         dst: level2(v),
@@ -679,9 +841,15 @@ fn probe(w: &mut WindowWriter<'_>, c: &Cluster, aw: usize, ap: usize, vw: usize,
     w.dynamic(&spec, &syn, name);
     let managed = c.is_managed(&v.namespace);
     let dst_policies = if managed {
-        [PolicyRef::threat_feed_pass(), PolicyRef::default_deny(&v.namespace)]
+        [
+            PolicyRef::threat_feed_pass(),
+            PolicyRef::default_deny(&v.namespace),
+        ]
     } else {
-        [PolicyRef::threat_feed_pass(), PolicyRef::profile(&v.namespace)]
+        [
+            PolicyRef::threat_feed_pass(),
+            PolicyRef::profile(&v.namespace),
+        ]
     };
     let mut spec = RecordSpec {
         reporter: Reporter::Dst,
@@ -691,7 +859,14 @@ fn probe(w: &mut WindowWriter<'_>, c: &Cluster, aw: usize, ap: usize, vw: usize,
         process: None,
         ..spec
     };
-    let recv = Counters { bytes_in: n * 180, packets_in: n * 3, flows: n, started: n, completed: n, ..Counters::default() };
+    let recv = Counters {
+        bytes_in: n * 180,
+        packets_in: n * 3,
+        flows: n,
+        started: n,
+        completed: n,
+        ..Counters::default()
+    };
     if managed {
         spec.action = Action::Deny;
         spec.src = level1(a, apod);
@@ -702,7 +877,18 @@ fn probe(w: &mut WindowWriter<'_>, c: &Cluster, aw: usize, ap: usize, vw: usize,
 
 /// Egress to an external host denied on the source's node: one level-1 `src` record.
 #[allow(clippy::too_many_arguments)]
-fn egress_denied(w: &mut WindowWriter<'_>, c: &Cluster, a: &Workload, ap: usize, r: &Remote, port: u16, n: u64, policy: PolicyRef, process: &str, name: &'static str) {
+fn egress_denied(
+    w: &mut WindowWriter<'_>,
+    c: &Cluster,
+    a: &Workload,
+    ap: usize,
+    r: &Remote,
+    port: u16,
+    n: u64,
+    policy: PolicyRef,
+    process: &str,
+    name: &'static str,
+) {
     let pod = &a.pods[ap.min(a.pods.len() - 1)];
     let policies = [policy];
     let spec = RecordSpec {
@@ -727,19 +913,47 @@ fn egress_denied(w: &mut WindowWriter<'_>, c: &Cluster, a: &Workload, ap: usize,
         process: Some((process, 1)),
         host: &c.nodes[pod.node].name,
     };
-    let cnt = Counters { bytes_out: n * 180, packets_out: n * 3, flows: n, started: n, completed: n, ..Counters::default() };
+    let cnt = Counters {
+        bytes_out: n * 180,
+        packets_out: n * 3,
+        flows: n,
+        started: n,
+        completed: n,
+        ..Counters::default()
+    };
     w.dynamic(&spec, &cnt, name);
 }
 
 /// Allowed egress to an external host: one level-2 `src` record.
 #[allow(clippy::too_many_arguments)]
-fn egress_allowed(w: &mut WindowWriter<'_>, c: &Cluster, a: &Workload, r: &Remote, n: u64, out: u64, inn: u64, process: &str, name: &'static str) {
+fn egress_allowed(
+    w: &mut WindowWriter<'_>,
+    c: &Cluster,
+    a: &Workload,
+    r: &Remote,
+    n: u64,
+    out: u64,
+    inn: u64,
+    process: &str,
+    name: &'static str,
+) {
     egress_counters(w, c, a, r, &stream_counters(n, out, inn), process, name);
 }
 
-fn egress_counters(w: &mut WindowWriter<'_>, c: &Cluster, a: &Workload, r: &Remote, cnt: &Counters, process: &str, name: &'static str) {
+fn egress_counters(
+    w: &mut WindowWriter<'_>,
+    c: &Cluster,
+    a: &Workload,
+    r: &Remote,
+    cnt: &Counters,
+    process: &str,
+    name: &'static str,
+) {
     let pod = &a.pods[0];
-    let policies = [PolicyRef::threat_feed_pass(), PolicyRef::profile(&a.namespace)];
+    let policies = [
+        PolicyRef::threat_feed_pass(),
+        PolicyRef::profile(&a.namespace),
+    ];
     let spec = RecordSpec {
         src: level2(a),
         dst: EndView {
@@ -767,11 +981,25 @@ fn egress_counters(w: &mut WindowWriter<'_>, c: &Cluster, a: &Workload, r: &Remo
 
 /// An allowed pod-to-pod flow: a level-2 `src` record and a level-2 `dst` record.
 #[allow(clippy::too_many_arguments)]
-fn allowed_pair(w: &mut WindowWriter<'_>, c: &Cluster, aw: usize, vw: usize, port: u16, n: u64, req: u64, resp: u64, dst_policy: PolicyRef, name: &'static str) {
+fn allowed_pair(
+    w: &mut WindowWriter<'_>,
+    c: &Cluster,
+    aw: usize,
+    vw: usize,
+    port: u16,
+    n: u64,
+    req: u64,
+    resp: u64,
+    dst_policy: PolicyRef,
+    name: &'static str,
+) {
     let a = &c.workloads[aw];
     let v = &c.workloads[vw];
     let (apod, vpod) = (&a.pods[0], &v.pods[0]);
-    let src_policies = [PolicyRef::threat_feed_pass(), PolicyRef::profile(&a.namespace)];
+    let src_policies = [
+        PolicyRef::threat_feed_pass(),
+        PolicyRef::profile(&a.namespace),
+    ];
     let spec = RecordSpec {
         src: level2(a),
         dst: level2(v),
@@ -806,20 +1034,37 @@ mod tests {
 
     #[test]
     fn parses_names_and_parameters() {
-        let s: AttackSpec = "port-scan:start=6h,duration=30m,intensity=2.5,target=shop/cart".parse().unwrap();
+        let s: AttackSpec = "port-scan:start=6h,duration=30m,intensity=2.5,target=shop/cart"
+            .parse()
+            .unwrap();
         assert_eq!(s.kind, AttackKind::PortScan);
         assert_eq!(s.start_s, Some(6 * 3600));
         assert_eq!(s.duration_s, Some(1800));
         assert_eq!(s.intensity, 2.5);
         assert_eq!(s.target.as_deref(), Some("shop/cart"));
-        assert_eq!("C2_BEACON".parse::<AttackSpec>().unwrap().kind, AttackKind::C2Beacon);
+        assert_eq!(
+            "C2_BEACON".parse::<AttackSpec>().unwrap().kind,
+            AttackKind::C2Beacon
+        );
         for k in AttackKind::ALL {
             assert_eq!(k.name().parse::<AttackKind>().unwrap(), k);
         }
-        assert!(matches!("nope".parse::<AttackSpec>(), Err(AttackParseError::UnknownScenario(_))));
-        assert!(matches!("ddos:colour=red".parse::<AttackSpec>(), Err(AttackParseError::UnknownParam(_))));
-        assert!(matches!("ddos:intensity=-1".parse::<AttackSpec>(), Err(AttackParseError::BadValue(..))));
-        assert!(matches!("ddos:start=soon".parse::<AttackSpec>(), Err(AttackParseError::BadValue(..))));
+        assert!(matches!(
+            "nope".parse::<AttackSpec>(),
+            Err(AttackParseError::UnknownScenario(_))
+        ));
+        assert!(matches!(
+            "ddos:colour=red".parse::<AttackSpec>(),
+            Err(AttackParseError::UnknownParam(_))
+        ));
+        assert!(matches!(
+            "ddos:intensity=-1".parse::<AttackSpec>(),
+            Err(AttackParseError::BadValue(..))
+        ));
+        assert!(matches!(
+            "ddos:start=soon".parse::<AttackSpec>(),
+            Err(AttackParseError::BadValue(..))
+        ));
     }
 
     #[test]

@@ -169,11 +169,13 @@ pub struct WindowWriter<'a> {
     start: i64,
     scratch: &'a mut Vec<u8>,
     merge: &'a mut Merge,
+    records: &'a mut u64,
 }
 
 impl WindowWriter<'_> {
     #[inline]
     fn line(&mut self, middle: &[u8], c: &Counters) {
+        *self.records += 1;
         self.out.extend_from_slice(self.prefix);
         self.out.extend_from_slice(middle);
         push_counters(self.format, c, self.out);
@@ -220,8 +222,12 @@ impl WindowWriter<'_> {
                     self.merge.items[i].1.add(c);
                 } else {
                     let (s, d) = keys(self.format);
-                    self.merge.index.insert(self.scratch.clone(), self.merge.items.len());
-                    self.merge.items.push((self.scratch.clone(), *c, attack, s, d));
+                    self.merge
+                        .index
+                        .insert(self.scratch.clone(), self.merge.items.len());
+                    self.merge
+                        .items
+                        .push((self.scratch.clone(), *c, attack, s, d));
                 }
             }
         }
@@ -256,6 +262,7 @@ pub struct Simulator {
     prefix: Vec<u8>,
     scratch: Vec<u8>,
     merge: Merge,
+    records: u64,
 }
 
 impl Simulator {
@@ -270,11 +277,14 @@ impl Simulator {
                 cfg.flush_s = cfg.flush_s.max(1);
                 let mut probe_rng = SimRng::new(cfg.seed);
                 let cluster = Cluster::build(&mut probe_rng, cfg.workloads);
-                cfg.attacks
-                    .retain(|a| ActiveAttack::new(a, &cluster, cfg.start, cfg.duration_s, cfg.seed, 0).is_ok());
+                cfg.attacks.retain(|a| {
+                    ActiveAttack::new(a, &cluster, cfg.start, cfg.duration_s, cfg.seed, 0).is_ok()
+                });
                 match Self::try_new(cfg) {
                     Ok(s) => s,
-                    Err(_) => Self::try_new(SimConfig::default()).unwrap_or_else(|_| unreachable!()),
+                    Err(_) => {
+                        Self::try_new(SimConfig::default()).unwrap_or_else(|_| unreachable!())
+                    }
                 }
             }
         }
@@ -291,7 +301,9 @@ impl Simulator {
         let total = cfg.duration_s;
         let mut attacks = Vec::with_capacity(cfg.attacks.len());
         for (i, spec) in cfg.attacks.iter().enumerate() {
-            attacks.push(ActiveAttack::new(spec, &cluster, cfg.start, total, cfg.seed, i as u64)?);
+            attacks.push(ActiveAttack::new(
+                spec, &cluster, cfg.start, total, cfg.seed, i as u64,
+            )?);
         }
         let end = cfg.start + total as i64;
         let mut deploys = Vec::new();
@@ -299,10 +311,22 @@ impl Simulator {
         // Benign surprise: a new version of recommendation starts caching in redis-cart.
         let new_dep_at = cfg.start + (total as f64 * 0.45) as i64;
         if cfg.surprises {
-            if let (Some(rec), Some(redis)) = (cluster.find("shop/recommendation"), cluster.find("shop/redis-cart")) {
+            if let (Some(rec), Some(redis)) = (
+                cluster.find("shop/recommendation"),
+                cluster.find("shop/redis-cart"),
+            ) {
                 let hash = k8s_suffix(&mut churn_rng, 10);
-                deploys.push(Deploy { at: new_dep_at, workload: rec, hash });
-                let mut e = cluster.edges.iter().find(|e| e.dst == Peer::Pod(redis)).cloned().unwrap_or_else(|| unreachable!());
+                deploys.push(Deploy {
+                    at: new_dep_at,
+                    workload: rec,
+                    hash,
+                });
+                let mut e = cluster
+                    .edges
+                    .iter()
+                    .find(|e| e.dst == Peer::Pod(redis))
+                    .cloned()
+                    .unwrap_or_else(|| unreachable!());
                 e.src = Peer::Pod(rec);
                 e.rate = 3.0;
                 e.schedule = Schedule::From((new_dep_at - cfg.start) as u64);
@@ -317,7 +341,11 @@ impl Simulator {
                 let mut day = cfg.start.div_euclid(86_400) * 86_400 + 2 * 3600;
                 while day < end {
                     if day >= cfg.start && cfg.surprises {
-                        deploys.push(Deploy { at: day, workload: w, hash: (day / 60).to_string() });
+                        deploys.push(Deploy {
+                            at: day,
+                            workload: w,
+                            hash: (day / 60).to_string(),
+                        });
                     }
                     day += 86_400;
                 }
@@ -341,7 +369,11 @@ impl Simulator {
                 let len = 9 + churn_rng.below(2) as usize;
                 let hash = k8s_suffix(&mut churn_rng, len);
                 if !busy {
-                    deploys.push(Deploy { at, workload: w, hash });
+                    deploys.push(Deploy {
+                        at,
+                        workload: w,
+                        hash,
+                    });
                 }
             }
         }
@@ -377,12 +409,18 @@ impl Simulator {
             prefix: Vec::with_capacity(64),
             scratch: Vec::with_capacity(2048),
             merge: Merge::default(),
+            records: 0,
             cluster,
             cfg,
         };
         sim.episodes = sim.compute_episodes();
         if sim.cfg.surprises {
-            let key = |s: &str| sim.cluster.find(s).map(|w| sim.cluster.workloads[w].key()).unwrap_or_default();
+            let key = |s: &str| {
+                sim.cluster
+                    .find(s)
+                    .map(|w| sim.cluster.workloads[w].key())
+                    .unwrap_or_default()
+            };
             benign.push(Episode {
                 scenario: "benign:marketing-spike".into(),
                 attacker: "pub".into(),
@@ -392,15 +430,24 @@ impl Simulator {
             });
             benign.push(Episode {
                 scenario: "benign:new-dependency".into(),
-                attacker: format!("shop/recommendation-{}-*", sim.hash_at("shop/recommendation", new_dep_at)),
+                attacker: format!(
+                    "shop/recommendation-{}-*",
+                    sim.hash_at("shop/recommendation", new_dep_at)
+                ),
                 victim: key("shop/redis-cart"),
                 start: new_dep_at,
-                end: end,
+                end,
             });
             let mut day = sim.cfg.start.div_euclid(86_400) * 86_400;
             while day < end {
                 for (name, who, whom, off, len) in [
-                    ("benign:nightly-batch", "batch/report-builder", "finance/postgres", 2 * 3600, 40 * 60),
+                    (
+                        "benign:nightly-batch",
+                        "batch/report-builder",
+                        "finance/postgres",
+                        2 * 3600,
+                        40 * 60,
+                    ),
                     ("benign:backup", "backup/velero", "", 3 * 3600, 30 * 60),
                 ] {
                     let at = day + off;
@@ -410,8 +457,18 @@ impl Simulator {
                         } else {
                             format!("{}/{}-{}-*", "backup", "velero", sim.hash_at(who, at))
                         };
-                        let victim = if whom.is_empty() { "pub".into() } else { key(whom) };
-                        benign.push(Episode { scenario: name.into(), attacker, victim, start: at, end: (at + len).min(end) });
+                        let victim = if whom.is_empty() {
+                            "pub".into()
+                        } else {
+                            key(whom)
+                        };
+                        benign.push(Episode {
+                            scenario: name.into(),
+                            attacker,
+                            victim,
+                            start: at,
+                            end: (at + len).min(end),
+                        });
                     }
                 }
                 day += 86_400;
@@ -428,8 +485,7 @@ impl Simulator {
         };
         self.deploys
             .iter()
-            .filter(|d| d.workload == w && d.at <= t)
-            .last()
+            .rfind(|d| d.workload == w && d.at <= t)
             .map(|d| d.hash.clone())
             .unwrap_or_else(|| self.cluster.workloads[w].hash.clone())
     }
@@ -444,7 +500,8 @@ impl Simulator {
         let mut d = 0;
         for i in order {
             let a = &self.attacks[i];
-            let first_window = a.start - (a.start - self.cfg.start).rem_euclid(self.cfg.flush_s as i64);
+            let first_window =
+                a.start - (a.start - self.cfg.start).rem_euclid(self.cfg.flush_s as i64);
             while d < self.deploys.len() && self.deploys[d].at <= first_window {
                 let dep = &self.deploys[d];
                 future.workloads[dep.workload].hash = dep.hash.clone();
@@ -452,7 +509,13 @@ impl Simulator {
                 d += 1;
             }
             let (attacker, victim) = a.parties(&future);
-            out.push(Episode { scenario: a.kind.name().into(), attacker, victim, start: a.start, end: a.end });
+            out.push(Episode {
+                scenario: a.kind.name().into(),
+                attacker,
+                victim,
+                start: a.start,
+                end: a.end,
+            });
         }
         out
     }
@@ -476,6 +539,11 @@ impl Simulator {
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
         &self.cfg
+    }
+
+    /// Lines emitted so far.
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// Number of flush windows the run has.
@@ -504,6 +572,7 @@ impl Simulator {
             start: t0,
             scratch: &mut self.scratch,
             merge: &mut self.merge,
+            records: &mut self.records,
         };
         let cycle = daily_weekly_factor(t0);
         let in_spike = t0 >= self.spike.0 && t0 < self.spike.1;
@@ -522,7 +591,9 @@ impl Simulator {
             if self.parts[i].is_none() {
                 self.parts[i] = Some(build_parts(&self.cluster, edge, self.cfg.format));
             }
-            let Some(parts) = self.parts[i].as_ref() else { continue };
+            let Some(parts) = self.parts[i].as_ref() else {
+                continue;
+            };
             emit_edge(&mut w, &mut self.traffic_rng, edge, parts, n);
         }
         for a in &mut self.attacks {
@@ -536,7 +607,8 @@ impl Simulator {
         while self.next_deploy < self.deploys.len() && self.deploys[self.next_deploy].at <= t0 {
             let d = self.deploys[self.next_deploy].clone();
             self.next_deploy += 1;
-            self.cluster.redeploy(&mut self.churn_rng, d.workload, d.hash);
+            self.cluster
+                .redeploy(&mut self.churn_rng, d.workload, d.hash);
             for &e in &self.edges_of[d.workload] {
                 self.parts[e] = None;
             }
@@ -629,16 +701,28 @@ fn build_parts(c: &Cluster, e: &Edge, format: OutputFormat) -> EdgeParts {
                 Peer::Ext(x) => ext_view(x, false),
             };
             for (node, count) in node_groups(sw, goldmane) {
-                push(&mut parts.src, &base(level2(sw), dst, node, count as u32), count);
+                push(
+                    &mut parts.src,
+                    &base(level2(sw), dst, node, count as u32),
+                    count,
+                );
             }
         } else {
             for pod in &sw.pods {
                 match e.dst {
-                    Peer::Ext(x) => push(&mut parts.src, &base(level1(sw, pod), ext_view(x, true), pod.node, 1), 1),
+                    Peer::Ext(x) => push(
+                        &mut parts.src,
+                        &base(level1(sw, pod), ext_view(x, true), pod.node, 1),
+                        1,
+                    ),
                     Peer::Pod(d) => {
                         let dw = &c.workloads[d];
                         for dp in &dw.pods {
-                            push(&mut parts.src, &base(level1(sw, pod), level1(dw, dp), pod.node, 1), 1);
+                            push(
+                                &mut parts.src,
+                                &base(level1(sw, pod), level1(dw, dp), pod.node, 1),
+                                1,
+                            );
                         }
                     }
                 }
@@ -669,16 +753,28 @@ fn build_parts(c: &Cluster, e: &Edge, format: OutputFormat) -> EdgeParts {
                 Peer::Ext(x) => ext_view(x, false),
             };
             for (node, count) in node_groups(dw, goldmane) {
-                push(&mut parts.dst, &base(src, level2(dw), node, count as u32), count);
+                push(
+                    &mut parts.dst,
+                    &base(src, level2(dw), node, count as u32),
+                    count,
+                );
             }
         } else {
             for dp in &dw.pods {
                 match e.src {
-                    Peer::Ext(x) => push(&mut parts.dst, &base(ext_view(x, true), level1(dw, dp), dp.node, 1), 1),
+                    Peer::Ext(x) => push(
+                        &mut parts.dst,
+                        &base(ext_view(x, true), level1(dw, dp), dp.node, 1),
+                        1,
+                    ),
                     Peer::Pod(s) => {
                         let sw = &c.workloads[s];
                         for sp in &sw.pods {
-                            push(&mut parts.dst, &base(level1(sw, sp), level1(dw, dp), dp.node, 1), 1);
+                            push(
+                                &mut parts.dst,
+                                &base(level1(sw, sp), level1(dw, dp), dp.node, 1),
+                                1,
+                            );
                         }
                     }
                 }
@@ -691,7 +787,10 @@ fn build_parts(c: &Cluster, e: &Edge, format: OutputFormat) -> EdgeParts {
 /// (node, pods on it) for a workload; one group in Goldmane, which aggregates across nodes.
 fn node_groups(w: &topology::Workload, single: bool) -> Vec<(usize, u64)> {
     if single {
-        return vec![(w.pods.first().map(|p| p.node).unwrap_or(0), w.pods.len() as u64)];
+        return vec![(
+            w.pods.first().map(|p| p.node).unwrap_or(0),
+            w.pods.len() as u64,
+        )];
     }
     let mut groups: Vec<(usize, u64)> = Vec::new();
     for p in &w.pods {
@@ -810,7 +909,11 @@ mod tests {
 
     #[test]
     fn deterministic_and_labelled_line_by_line() {
-        let cfg = SimConfig { duration_s: 6 * 3600, attacks: AttackSpec::default_mix(), ..SimConfig::default() };
+        let cfg = SimConfig {
+            duration_s: 6 * 3600,
+            attacks: AttackSpec::default_mix(),
+            ..SimConfig::default()
+        };
         let (a, la) = run(cfg.clone());
         let (b, _) = run(cfg);
         assert_eq!(a, b);
@@ -821,9 +924,16 @@ mod tests {
 
     #[test]
     fn windows_are_in_time_order() {
-        let cfg = SimConfig { duration_s: 3 * 3600, flush_s: 15, format: OutputFormat::Goldmane, ..SimConfig::default() };
+        let cfg = SimConfig {
+            duration_s: 3 * 3600,
+            flush_s: 15,
+            format: OutputFormat::Goldmane,
+            ..SimConfig::default()
+        };
         let (_, labels) = run(cfg);
-        assert!(labels.windows(2).all(|p| p[0].start_time <= p[1].start_time));
+        assert!(labels
+            .windows(2)
+            .all(|p| p[0].start_time <= p[1].start_time));
     }
 
     #[test]
@@ -831,6 +941,9 @@ mod tests {
         let day = DEFAULT_START;
         assert!(daily_weekly_factor(day + 16 * 3600) > 0.99);
         assert!(daily_weekly_factor(day + 4 * 3600) < 0.36);
-        assert!(daily_weekly_factor(day + 5 * 86_400 + 16 * 3600) < 0.71, "Saturday");
+        assert!(
+            daily_weekly_factor(day + 5 * 86_400 + 16 * 3600) < 0.71,
+            "Saturday"
+        );
     }
 }

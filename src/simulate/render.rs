@@ -450,7 +450,10 @@ pub fn push_counters(format: OutputFormat, c: &Counters, out: &mut Vec<u8>) {
                 (b",\"bytes_out\":", c.bytes_out),
                 (b",\"num_connections_started\":", c.started),
                 (b",\"num_connections_completed\":", c.completed),
-                (b",\"num_connections_live\":", c.flows.saturating_sub(c.completed)),
+                (
+                    b",\"num_connections_live\":",
+                    c.flows.saturating_sub(c.completed),
+                ),
             ] {
                 if v != 0 {
                     out.extend_from_slice(key);
@@ -478,7 +481,11 @@ mod tests {
             PolicyRef::staged("shop", "restrict-egress", Action::Allow, 1),
             PolicyRef::security_deny("block-cloud-metadata", 0),
         ];
-        for shape in [PolicyShape::Legacy, PolicyShape::Qualified, PolicyShape::Kinded] {
+        for shape in [
+            PolicyShape::Legacy,
+            PolicyShape::Qualified,
+            PolicyShape::Kinded,
+        ] {
             for (i, p) in policies.iter().enumerate() {
                 let mut s = String::new();
                 policy_string(&mut s, i, p, shape);

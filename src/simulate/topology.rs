@@ -61,35 +61,91 @@ impl PolicyRef {
     }
     /// The security tier's threat-feed policy passing a flow on to the next tier.
     pub fn threat_feed_pass() -> Self {
-        Self::new("security", PolicyKind::GlobalNetworkPolicy, "", "threat-feeds", Action::Pass, 2)
+        Self::new(
+            "security",
+            PolicyKind::GlobalNetworkPolicy,
+            "",
+            "threat-feeds",
+            Action::Pass,
+            2,
+        )
     }
     /// A global security-tier deny (`block-cloud-metadata`, `restrict-private-egress`, ...).
     pub fn security_deny(name: &str, rule: i32) -> Self {
-        Self::new("security", PolicyKind::GlobalNetworkPolicy, "", name, Action::Deny, rule)
+        Self::new(
+            "security",
+            PolicyKind::GlobalNetworkPolicy,
+            "",
+            name,
+            Action::Deny,
+            rule,
+        )
     }
     /// The namespace profile allowing what no policy selects.
     pub fn profile(ns: &str) -> Self {
-        Self::new("__PROFILE__", PolicyKind::Profile, ns, &format!("kns.{ns}"), Action::Allow, 0)
+        Self::new(
+            "__PROFILE__",
+            PolicyKind::Profile,
+            ns,
+            &format!("kns.{ns}"),
+            Action::Allow,
+            0,
+        )
     }
     /// A platform-tier global allow (`allow-kube-dns`, `allow-prometheus-scrape`).
     pub fn platform_allow(name: &str, rule: i32) -> Self {
-        Self::new("platform", PolicyKind::GlobalNetworkPolicy, "", name, Action::Allow, rule)
+        Self::new(
+            "platform",
+            PolicyKind::GlobalNetworkPolicy,
+            "",
+            name,
+            Action::Allow,
+            rule,
+        )
     }
     /// A namespaced Calico allow in the default tier.
     pub fn np_allow(ns: &str, name: &str, rule: i32) -> Self {
-        Self::new("default", PolicyKind::CalicoNetworkPolicy, ns, name, Action::Allow, rule)
+        Self::new(
+            "default",
+            PolicyKind::CalicoNetworkPolicy,
+            ns,
+            name,
+            Action::Allow,
+            rule,
+        )
     }
     /// A Kubernetes NetworkPolicy allow.
     pub fn knp_allow(ns: &str, name: &str, rule: i32) -> Self {
-        Self::new("default", PolicyKind::KubernetesNetworkPolicy, ns, name, Action::Allow, rule)
+        Self::new(
+            "default",
+            PolicyKind::KubernetesNetworkPolicy,
+            ns,
+            name,
+            Action::Allow,
+            rule,
+        )
     }
     /// The namespace's Kubernetes default-deny (end of tier, rule -1).
     pub fn default_deny(ns: &str) -> Self {
-        Self::new("default", PolicyKind::KubernetesNetworkPolicy, ns, "default-deny", Action::Deny, -1)
+        Self::new(
+            "default",
+            PolicyKind::KubernetesNetworkPolicy,
+            ns,
+            "default-deny",
+            Action::Deny,
+            -1,
+        )
     }
     /// A staged (pending) namespaced policy.
     pub fn staged(ns: &str, name: &str, action: Action, rule: i32) -> Self {
-        Self::new("default", PolicyKind::StagedNetworkPolicy, ns, name, action, rule)
+        Self::new(
+            "default",
+            PolicyKind::StagedNetworkPolicy,
+            ns,
+            name,
+            action,
+            rule,
+        )
     }
 }
 
@@ -170,7 +226,10 @@ impl Workload {
             Controller::Deployment => format!("pod-template-hash={}", self.hash),
             Controller::CronJob => format!("job-name={}-{}", self.name, self.hash),
         };
-        self.labels = vec![format!("{}={}", self.app_label_key, self.app_label), hash_label];
+        self.labels = vec![
+            format!("{}={}", self.app_label_key, self.app_label),
+            hash_label,
+        ];
     }
 }
 
@@ -292,7 +351,13 @@ pub fn k8s_suffix(rng: &mut SimRng, len: usize) -> String {
 }
 
 fn ipv4(v: u32) -> String {
-    format!("{}.{}.{}.{}", v >> 24, (v >> 16) & 255, (v >> 8) & 255, v & 255)
+    format!(
+        "{}.{}.{}.{}",
+        v >> 24,
+        (v >> 16) & 255,
+        (v >> 8) & 255,
+        v & 255
+    )
 }
 
 /// Spec of a workload to add: (name, replicas, port, service port name, process).
@@ -470,7 +535,8 @@ impl Cluster {
             edge.src_policies.push(PolicyRef::profile(&ns));
             if ns == "shop" {
                 edge.src_pending.push(PolicyRef::threat_feed_pass());
-                edge.src_pending.push(PolicyRef::staged(&ns, "restrict-egress", Action::Allow, 1));
+                edge.src_pending
+                    .push(PolicyRef::staged(&ns, "restrict-egress", Action::Allow, 1));
             }
         }
         if let Peer::Pod(d) = edge.dst {
@@ -479,9 +545,11 @@ impl Cluster {
             let from_prometheus =
                 matches!(edge.src, Peer::Pod(s) if self.workloads[s].name == "prometheus");
             if w.name == "coredns" {
-                edge.dst_policies.push(PolicyRef::platform_allow("allow-kube-dns", 0));
+                edge.dst_policies
+                    .push(PolicyRef::platform_allow("allow-kube-dns", 0));
             } else if from_prometheus {
-                edge.dst_policies.push(PolicyRef::platform_allow("allow-prometheus-scrape", 0));
+                edge.dst_policies
+                    .push(PolicyRef::platform_allow("allow-prometheus-scrape", 0));
             } else if self.is_managed(&w.namespace) {
                 if w.process == "redis-server" || w.process == "postgres" {
                     edge.dst_policies.push(PolicyRef::knp_allow(
@@ -533,26 +601,216 @@ impl Cluster {
             service,
             process,
         };
-        let dns = self.add_workload(rng, wl("kube-system", "coredns", 2, 53, Some(("kube-dns", "dns", 53)), "coredns"));
-        let metrics = self.add_workload(rng, wl("kube-system", "metrics-server", 1, 4443, Some(("metrics-server", "https", 443)), "metrics-server"));
-        let ingress = self.add_workload(rng, wl("ingress-nginx", "ingress-nginx-controller", 2, 443, Some(("ingress-nginx-controller", "https", 443)), "nginx"));
-        let frontend = self.add_workload(rng, wl("shop", "frontend", 3, 8080, Some(("frontend", "http", 80)), "server"));
-        let cart = self.add_workload(rng, wl("shop", "cart", 2, 7070, Some(("cartservice", "grpc", 7070)), "cartservice"));
-        let checkout = self.add_workload(rng, wl("shop", "checkout", 2, 5050, Some(("checkoutservice", "grpc", 5050)), "checkoutservice"));
-        let payment = self.add_workload(rng, wl("shop", "payment", 2, 50051, Some(("paymentservice", "grpc", 50051)), "node"));
-        let shipping = self.add_workload(rng, wl("shop", "shipping", 2, 50051, Some(("shippingservice", "grpc", 50051)), "shippingservice"));
-        let email = self.add_workload(rng, wl("shop", "email", 1, 8080, Some(("emailservice", "grpc", 5000)), "python"));
-        let currency = self.add_workload(rng, wl("shop", "currency", 2, 7000, Some(("currencyservice", "grpc", 7000)), "node"));
-        let recommendation = self.add_workload(rng, wl("shop", "recommendation", 2, 8080, Some(("recommendationservice", "grpc", 8080)), "python"));
-        let catalog = self.add_workload(rng, wl("shop", "productcatalog", 3, 3550, Some(("productcatalogservice", "grpc", 3550)), "server"));
-        let ad = self.add_workload(rng, wl("shop", "ad", 1, 9555, Some(("adservice", "grpc", 9555)), "java"));
-        let redis = self.add_workload(rng, wl("shop", "redis-cart", 1, 6379, Some(("redis-cart", "tcp-redis", 6379)), "redis-server"));
+        let dns = self.add_workload(
+            rng,
+            wl(
+                "kube-system",
+                "coredns",
+                2,
+                53,
+                Some(("kube-dns", "dns", 53)),
+                "coredns",
+            ),
+        );
+        let metrics = self.add_workload(
+            rng,
+            wl(
+                "kube-system",
+                "metrics-server",
+                1,
+                4443,
+                Some(("metrics-server", "https", 443)),
+                "metrics-server",
+            ),
+        );
+        let ingress = self.add_workload(
+            rng,
+            wl(
+                "ingress-nginx",
+                "ingress-nginx-controller",
+                2,
+                443,
+                Some(("ingress-nginx-controller", "https", 443)),
+                "nginx",
+            ),
+        );
+        let frontend = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "frontend",
+                3,
+                8080,
+                Some(("frontend", "http", 80)),
+                "server",
+            ),
+        );
+        let cart = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "cart",
+                2,
+                7070,
+                Some(("cartservice", "grpc", 7070)),
+                "cartservice",
+            ),
+        );
+        let checkout = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "checkout",
+                2,
+                5050,
+                Some(("checkoutservice", "grpc", 5050)),
+                "checkoutservice",
+            ),
+        );
+        let payment = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "payment",
+                2,
+                50051,
+                Some(("paymentservice", "grpc", 50051)),
+                "node",
+            ),
+        );
+        let shipping = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "shipping",
+                2,
+                50051,
+                Some(("shippingservice", "grpc", 50051)),
+                "shippingservice",
+            ),
+        );
+        let email = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "email",
+                1,
+                8080,
+                Some(("emailservice", "grpc", 5000)),
+                "python",
+            ),
+        );
+        let currency = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "currency",
+                2,
+                7000,
+                Some(("currencyservice", "grpc", 7000)),
+                "node",
+            ),
+        );
+        let recommendation = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "recommendation",
+                2,
+                8080,
+                Some(("recommendationservice", "grpc", 8080)),
+                "python",
+            ),
+        );
+        let catalog = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "productcatalog",
+                3,
+                3550,
+                Some(("productcatalogservice", "grpc", 3550)),
+                "server",
+            ),
+        );
+        let ad = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "ad",
+                1,
+                9555,
+                Some(("adservice", "grpc", 9555)),
+                "java",
+            ),
+        );
+        let redis = self.add_workload(
+            rng,
+            wl(
+                "shop",
+                "redis-cart",
+                1,
+                6379,
+                Some(("redis-cart", "tcp-redis", 6379)),
+                "redis-server",
+            ),
+        );
         let loadgen = self.add_workload(rng, wl("shop", "loadgenerator", 1, 0, None, "locust"));
-        let prometheus = self.add_workload(rng, wl("monitoring", "prometheus", 1, 9090, Some(("prometheus", "web", 9090)), "prometheus"));
-        let grafana = self.add_workload(rng, wl("monitoring", "grafana", 1, 3000, Some(("grafana", "http", 3000)), "grafana"));
-        let alertmanager = self.add_workload(rng, wl("monitoring", "alertmanager", 1, 9093, Some(("alertmanager", "web", 9093)), "alertmanager"));
-        let ledger = self.add_workload(rng, wl("finance", "ledger", 2, 8443, Some(("ledger", "https", 8443)), "java"));
-        let postgres = self.add_workload(rng, wl("finance", "postgres", 1, 5432, Some(("postgres", "tcp-postgresql", 5432)), "postgres"));
+        let prometheus = self.add_workload(
+            rng,
+            wl(
+                "monitoring",
+                "prometheus",
+                1,
+                9090,
+                Some(("prometheus", "web", 9090)),
+                "prometheus",
+            ),
+        );
+        let grafana = self.add_workload(
+            rng,
+            wl(
+                "monitoring",
+                "grafana",
+                1,
+                3000,
+                Some(("grafana", "http", 3000)),
+                "grafana",
+            ),
+        );
+        let alertmanager = self.add_workload(
+            rng,
+            wl(
+                "monitoring",
+                "alertmanager",
+                1,
+                9093,
+                Some(("alertmanager", "web", 9093)),
+                "alertmanager",
+            ),
+        );
+        let ledger = self.add_workload(
+            rng,
+            wl(
+                "finance",
+                "ledger",
+                2,
+                8443,
+                Some(("ledger", "https", 8443)),
+                "java",
+            ),
+        );
+        let postgres = self.add_workload(
+            rng,
+            wl(
+                "finance",
+                "postgres",
+                1,
+                5432,
+                Some(("postgres", "tcp-postgresql", 5432)),
+                "postgres",
+            ),
+        );
         let batch = self.add_workload(rng, wl("batch", "report-builder", 1, 0, None, "python"));
         self.workloads[batch].controller = Controller::CronJob;
         let velero = self.add_workload(rng, wl("backup", "velero", 1, 8085, None, "velero"));
@@ -562,7 +820,14 @@ impl Cluster {
         let sendgrid = self.add_external(true, "167.89.115.18", &["smtp.sendgrid.net"]);
         let ecb = self.add_external(true, "172.67.9.74", &["www.ecb.europa.eu"]);
         let slack = self.add_external(true, "34.236.30.92", &["hooks.slack.com"]);
-        let s3 = self.add_external(true, "52.219.170.34", &["s3.eu-central-1.amazonaws.com", "velero-backups.s3.eu-central-1.amazonaws.com"]);
+        let s3 = self.add_external(
+            true,
+            "52.219.170.34",
+            &[
+                "s3.eu-central-1.amazonaws.com",
+                "velero-backups.s3.eu-central-1.amazonaws.com",
+            ],
+        );
         let carrier = self.add_external(false, "10.20.4.10", &["gateway.logistics.internal"]);
         let vpc_dns = self.add_external(false, "10.0.0.2", &[]);
         let metadata = self.add_external(false, "169.254.169.254", &[]);
@@ -570,9 +835,33 @@ impl Cluster {
         use Peer::{Ext, Pod};
         let http = 5.0;
         let grpc = 20.0;
-        self.connect(Ext(internet), Pod(ingress), 443, "tcp", 20.0, (800.0, 12_000.0), http);
-        self.connect(Pod(ingress), Pod(frontend), 8080, "tcp", 20.0, (900.0, 12_000.0), http);
-        self.connect(Pod(loadgen), Pod(frontend), 8080, "tcp", 8.0, (700.0, 9_000.0), http);
+        self.connect(
+            Ext(internet),
+            Pod(ingress),
+            443,
+            "tcp",
+            20.0,
+            (800.0, 12_000.0),
+            http,
+        );
+        self.connect(
+            Pod(ingress),
+            Pod(frontend),
+            8080,
+            "tcp",
+            20.0,
+            (900.0, 12_000.0),
+            http,
+        );
+        self.connect(
+            Pod(loadgen),
+            Pod(frontend),
+            8080,
+            "tcp",
+            8.0,
+            (700.0, 9_000.0),
+            http,
+        );
         for (dst, rate, req, resp) in [
             (ad, 6.0, 300.0, 400.0),
             (cart, 10.0, 250.0, 350.0),
@@ -583,42 +872,187 @@ impl Cluster {
             (shipping, 2.0, 300.0, 200.0),
         ] {
             let port = self.workloads[dst].port;
-            self.connect(Pod(frontend), Pod(dst), port, "tcp", rate, (req, resp), grpc);
+            self.connect(
+                Pod(frontend),
+                Pod(dst),
+                port,
+                "tcp",
+                rate,
+                (req, resp),
+                grpc,
+            );
         }
-        for (dst, rate) in [(cart, 1.5), (currency, 3.0), (email, 1.5), (payment, 1.5), (catalog, 3.0), (shipping, 1.5)] {
+        for (dst, rate) in [
+            (cart, 1.5),
+            (currency, 3.0),
+            (email, 1.5),
+            (payment, 1.5),
+            (catalog, 3.0),
+            (shipping, 1.5),
+        ] {
             let port = self.workloads[dst].port;
-            self.connect(Pod(checkout), Pod(dst), port, "tcp", rate, (400.0, 300.0), grpc);
+            self.connect(
+                Pod(checkout),
+                Pod(dst),
+                port,
+                "tcp",
+                rate,
+                (400.0, 300.0),
+                grpc,
+            );
         }
-        self.connect(Pod(recommendation), Pod(catalog), 3550, "tcp", 6.0, (150.0, 2_500.0), grpc);
+        self.connect(
+            Pod(recommendation),
+            Pod(catalog),
+            3550,
+            "tcp",
+            6.0,
+            (150.0, 2_500.0),
+            grpc,
+        );
         self.connect(Pod(cart), Pod(redis), 6379, "tcp", 4.0, (200.0, 150.0), 0.0);
-        self.connect(Pod(payment), Ext(stripe), 443, "tcp", 1.5, (1_500.0, 3_000.0), 0.0);
-        self.connect(Pod(email), Ext(sendgrid), 587, "tcp", 1.5, (4_000.0, 600.0), 0.0);
-        self.connect(Pod(currency), Ext(ecb), 443, "tcp", 0.01, (600.0, 9_000.0), 0.0);
-        self.connect(Pod(shipping), Ext(carrier), 443, "tcp", 1.5, (900.0, 700.0), 0.0);
-        self.connect(Pod(grafana), Pod(prometheus), 9090, "tcp", 0.2, (500.0, 40_000.0), http);
-        self.connect(Pod(prometheus), Pod(alertmanager), 9093, "tcp", 0.05, (1_200.0, 200.0), 1.0);
-        self.connect(Pod(alertmanager), Ext(slack), 443, "tcp", 0.005, (2_000.0, 300.0), 0.0);
-        self.connect(Pod(prometheus), Pod(metrics), 4443, "tcp", 0.0667, (300.0, 30_000.0), 1.0);
-        self.connect(Pod(ledger), Pod(postgres), 5432, "tcp", 2.0, (500.0, 4_000.0), 0.0);
+        self.connect(
+            Pod(payment),
+            Ext(stripe),
+            443,
+            "tcp",
+            1.5,
+            (1_500.0, 3_000.0),
+            0.0,
+        );
+        self.connect(
+            Pod(email),
+            Ext(sendgrid),
+            587,
+            "tcp",
+            1.5,
+            (4_000.0, 600.0),
+            0.0,
+        );
+        self.connect(
+            Pod(currency),
+            Ext(ecb),
+            443,
+            "tcp",
+            0.01,
+            (600.0, 9_000.0),
+            0.0,
+        );
+        self.connect(
+            Pod(shipping),
+            Ext(carrier),
+            443,
+            "tcp",
+            1.5,
+            (900.0, 700.0),
+            0.0,
+        );
+        self.connect(
+            Pod(grafana),
+            Pod(prometheus),
+            9090,
+            "tcp",
+            0.2,
+            (500.0, 40_000.0),
+            http,
+        );
+        self.connect(
+            Pod(prometheus),
+            Pod(alertmanager),
+            9093,
+            "tcp",
+            0.05,
+            (1_200.0, 200.0),
+            1.0,
+        );
+        self.connect(
+            Pod(alertmanager),
+            Ext(slack),
+            443,
+            "tcp",
+            0.005,
+            (2_000.0, 300.0),
+            0.0,
+        );
+        self.connect(
+            Pod(prometheus),
+            Pod(metrics),
+            4443,
+            "tcp",
+            0.0667,
+            (300.0, 30_000.0),
+            1.0,
+        );
+        self.connect(
+            Pod(ledger),
+            Pod(postgres),
+            5432,
+            "tcp",
+            2.0,
+            (500.0, 4_000.0),
+            0.0,
+        );
         self.connect(Pod(dns), Ext(vpc_dns), 53, "udp", 1.0, (70.0, 140.0), 0.0);
         // Benign denials: the python SDK probing cloud metadata, a load test hitting payment directly.
-        let probe = self.connect(Pod(recommendation), Ext(metadata), 80, "tcp", 0.02, (60.0, 0.0), 0.0);
+        let probe = self.connect(
+            Pod(recommendation),
+            Ext(metadata),
+            80,
+            "tcp",
+            0.02,
+            (60.0, 0.0),
+            0.0,
+        );
         let mut e = self.edges[probe].clone();
-        self.assign_policies(&mut e, Some((Verdict::DenyEgress, PolicyRef::security_deny("block-cloud-metadata", 0))));
+        self.assign_policies(
+            &mut e,
+            Some((
+                Verdict::DenyEgress,
+                PolicyRef::security_deny("block-cloud-metadata", 0),
+            )),
+        );
         self.edges[probe] = e;
-        let direct = self.connect(Pod(loadgen), Pod(payment), 50051, "tcp", 0.05, (60.0, 0.0), 0.0);
+        let direct = self.connect(
+            Pod(loadgen),
+            Pod(payment),
+            50051,
+            "tcp",
+            0.05,
+            (60.0, 0.0),
+            0.0,
+        );
         let mut e = self.edges[direct].clone();
-        self.assign_policies(&mut e, Some((Verdict::DenyIngress, PolicyRef::default_deny("shop"))));
+        self.assign_policies(
+            &mut e,
+            Some((Verdict::DenyIngress, PolicyRef::default_deny("shop"))),
+        );
         self.edges[direct] = e;
         // Nightly: the report Job reads the catalog and the ledger database; velero backs up to S3.
-        let nightly = Schedule::Nightly { start: 2 * 3600, duration: 40 * 60 };
-        for (dst, port, rate, resp) in [(catalog, 3550, 30.0, 2_500.0), (postgres, 5432, 10.0, 200_000.0)] {
+        let nightly = Schedule::Nightly {
+            start: 2 * 3600,
+            duration: 40 * 60,
+        };
+        for (dst, port, rate, resp) in [
+            (catalog, 3550, 30.0, 2_500.0),
+            (postgres, 5432, 10.0, 200_000.0),
+        ] {
             let e = self.connect(Pod(batch), Pod(dst), port, "tcp", rate, (400.0, resp), 0.0);
             self.edges[e].schedule = nightly;
             self.edges[e].diurnal = false;
         }
-        let backup = self.connect(Pod(velero), Ext(s3), 443, "tcp", 0.2, (8_000_000.0, 2_000.0), 0.0);
-        self.edges[backup].schedule = Schedule::Nightly { start: 3 * 3600, duration: 30 * 60 };
+        let backup = self.connect(
+            Pod(velero),
+            Ext(s3),
+            443,
+            "tcp",
+            0.2,
+            (8_000_000.0, 2_000.0),
+            0.0,
+        );
+        self.edges[backup].schedule = Schedule::Nightly {
+            start: 3 * 3600,
+            duration: 30 * 60,
+        };
         self.edges[backup].diurnal = false;
         self.add_platform_edges(dns, prometheus, 0);
         let _ = (self.managed_namespaces.len(), velero);
@@ -630,14 +1064,33 @@ impl Cluster {
             if w == dns {
                 continue;
             }
-            let e = self.connect(Peer::Pod(w), Peer::Pod(dns), 53, "udp", 1.0, (70.0, 140.0), 0.0);
+            let e = self.connect(
+                Peer::Pod(w),
+                Peer::Pod(dns),
+                53,
+                "udp",
+                1.0,
+                (70.0, 140.0),
+                0.0,
+            );
             self.edges[e].diurnal = self.workloads[w].namespace != "monitoring";
             if matches!(self.workloads[w].controller, Controller::CronJob) {
-                self.edges[e].schedule = Schedule::Nightly { start: 2 * 3600, duration: 40 * 60 };
+                self.edges[e].schedule = Schedule::Nightly {
+                    start: 2 * 3600,
+                    duration: 40 * 60,
+                };
             }
             if w != prometheus && self.workloads[w].port != 0 && w != dns {
                 let port = self.workloads[w].port;
-                self.connect(Peer::Pod(prometheus), Peer::Pod(w), port, "tcp", 0.0667, (250.0, 20_000.0), 1.0);
+                self.connect(
+                    Peer::Pod(prometheus),
+                    Peer::Pod(w),
+                    port,
+                    "tcp",
+                    0.0667,
+                    (250.0, 20_000.0),
+                    1.0,
+                );
             }
         }
     }
@@ -645,9 +1098,30 @@ impl Cluster {
     /// Adds one generated team namespace with up to `room` workloads.
     fn add_team(&mut self, rng: &mut SimRng, team: usize, room: usize) {
         const NAMES: [&str; 24] = [
-            "gateway", "api", "web", "auth", "users", "orders", "billing", "search", "inventory",
-            "notifier", "profile", "media", "pricing", "reviews", "catalog", "sessions", "reports",
-            "scheduler", "worker", "importer", "exporter", "cache", "db", "queue",
+            "gateway",
+            "api",
+            "web",
+            "auth",
+            "users",
+            "orders",
+            "billing",
+            "search",
+            "inventory",
+            "notifier",
+            "profile",
+            "media",
+            "pricing",
+            "reviews",
+            "catalog",
+            "sessions",
+            "reports",
+            "scheduler",
+            "worker",
+            "importer",
+            "exporter",
+            "cache",
+            "db",
+            "queue",
         ];
         let ns = format!("team-{team:03}");
         self.managed_namespaces.push(ns.clone());
@@ -656,7 +1130,11 @@ impl Cluster {
         let mut members = Vec::with_capacity(size);
         for i in 0..size {
             let base = NAMES[i % NAMES.len()];
-            let name = if i < NAMES.len() { base.to_string() } else { format!("{base}-{}", i / NAMES.len()) };
+            let name = if i < NAMES.len() {
+                base.to_string()
+            } else {
+                format!("{base}-{}", i / NAMES.len())
+            };
             let (port, port_name, process) = match base {
                 "cache" => (6379, "tcp-redis", "redis-server"),
                 "db" => (5432, "tcp-postgresql", "postgres"),
@@ -668,15 +1146,32 @@ impl Cluster {
             let svc_name = name.clone();
             let idx = self.add_workload(
                 rng,
-                WorkloadSpec { ns: &ns, name: &name, replicas, port, service: Some((&svc_name, port_name, port)), process },
+                WorkloadSpec {
+                    ns: &ns,
+                    name: &name,
+                    replicas,
+                    port,
+                    service: Some((&svc_name, port_name, port)),
+                    process,
+                },
             );
             members.push(idx);
         }
         let dns = self.find("kube-system/coredns").unwrap_or(0);
         let prometheus = self.find("monitoring/prometheus").unwrap_or(0);
-        let ingress = self.find("ingress-nginx/ingress-nginx-controller").unwrap_or(0);
+        let ingress = self
+            .find("ingress-nginx/ingress-nginx-controller")
+            .unwrap_or(0);
         // A layered call graph: the gateway is called by the ingress, each member calls 1-3 later ones.
-        self.connect(Peer::Pod(ingress), Peer::Pod(members[0]), self.workloads[members[0]].port, "tcp", 2.0 * rng.lognormal(0.8), (800.0, 8_000.0), 5.0);
+        self.connect(
+            Peer::Pod(ingress),
+            Peer::Pod(members[0]),
+            self.workloads[members[0]].port,
+            "tcp",
+            2.0 * rng.lognormal(0.8),
+            (800.0, 8_000.0),
+            5.0,
+        );
         for i in 0..members.len() {
             let later = members.len() - i - 1;
             if later == 0 {
@@ -685,16 +1180,42 @@ impl Cluster {
             let calls = (1 + rng.below(3) as usize).min(later);
             for _ in 0..calls {
                 let j = members[i + 1 + rng.below(later as u64) as usize];
-                if self.edges.iter().rev().take(4).any(|e| e.src == Peer::Pod(members[i]) && e.dst == Peer::Pod(j)) {
+                if self
+                    .edges
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .any(|e| e.src == Peer::Pod(members[i]) && e.dst == Peer::Pod(j))
+                {
                     continue;
                 }
                 let rate = 0.5 * rng.lognormal(1.0);
                 let sizes = (300.0 * rng.lognormal(0.7), 2_000.0 * rng.lognormal(1.0));
-                self.connect(Peer::Pod(members[i]), Peer::Pod(j), self.workloads[j].port, "tcp", rate, sizes, 10.0);
+                self.connect(
+                    Peer::Pod(members[i]),
+                    Peer::Pod(j),
+                    self.workloads[j].port,
+                    "tcp",
+                    rate,
+                    sizes,
+                    10.0,
+                );
             }
             if rng.chance(0.15) {
-                let ext = self.add_external(true, &ipv4(0x3400_0000 | rng.below(1 << 24) as u32), &["api.partner.example.com"]);
-                self.connect(Peer::Pod(members[i]), Peer::Ext(ext), 443, "tcp", 0.2 * rng.lognormal(0.8), (1_000.0, 3_000.0), 0.0);
+                let ext = self.add_external(
+                    true,
+                    &ipv4(0x3400_0000 | rng.below(1 << 24) as u32),
+                    &["api.partner.example.com"],
+                );
+                self.connect(
+                    Peer::Pod(members[i]),
+                    Peer::Ext(ext),
+                    443,
+                    "tcp",
+                    0.2 * rng.lognormal(0.8),
+                    (1_000.0, 3_000.0),
+                    0.0,
+                );
             }
         }
         self.add_platform_edges(dns, prometheus, first);
@@ -717,16 +1238,40 @@ mod tests {
     fn storefront_has_the_workshop_services_and_dns_for_everyone() {
         let mut rng = SimRng::new(1);
         let c = Cluster::build(&mut rng, None);
-        for name in ["frontend", "cart", "checkout", "payment", "shipping", "email", "currency", "recommendation", "productcatalog", "ad", "redis-cart", "loadgenerator"] {
+        for name in [
+            "frontend",
+            "cart",
+            "checkout",
+            "payment",
+            "shipping",
+            "email",
+            "currency",
+            "recommendation",
+            "productcatalog",
+            "ad",
+            "redis-cart",
+            "loadgenerator",
+        ] {
             assert!(c.find(&format!("shop/{name}")).is_some(), "{name}");
         }
         let dns = c.find("kube-system/coredns").unwrap();
-        assert!(c.workloads[dns].labels.contains(&"k8s-app=kube-dns".to_string()));
+        assert!(c.workloads[dns]
+            .labels
+            .contains(&"k8s-app=kube-dns".to_string()));
         for (i, w) in c.workloads.iter().enumerate() {
             if i != dns {
-                assert!(c.edges.iter().any(|e| e.src == Peer::Pod(i) && e.dst == Peer::Pod(dns)), "{}", w.name);
+                assert!(
+                    c.edges
+                        .iter()
+                        .any(|e| e.src == Peer::Pod(i) && e.dst == Peer::Pod(dns)),
+                    "{}",
+                    w.name
+                );
             }
-            assert!(w.pods.iter().all(|p| p.name.starts_with(&format!("{}-{}-", w.name, w.hash))));
+            assert!(w
+                .pods
+                .iter()
+                .all(|p| p.name.starts_with(&format!("{}-{}-", w.name, w.hash))));
         }
     }
 
@@ -734,8 +1279,13 @@ mod tests {
     fn scales_to_thousands_of_workloads() {
         let mut rng = SimRng::new(2);
         let c = Cluster::build(&mut rng, Some(3000));
-        assert!(c.workloads.len() >= 3000 && c.workloads.len() < 3100, "{}", c.workloads.len());
-        let namespaces: std::collections::HashSet<_> = c.workloads.iter().map(|w| &w.namespace).collect();
+        assert!(
+            c.workloads.len() >= 3000 && c.workloads.len() < 3100,
+            "{}",
+            c.workloads.len()
+        );
+        let namespaces: std::collections::HashSet<_> =
+            c.workloads.iter().map(|w| &w.namespace).collect();
         assert!(namespaces.len() > 100);
     }
 }

@@ -71,7 +71,20 @@ mod tests {
 
     #[test]
     fn integers_match_std_formatting() {
-        for v in [0u64, 7, 9, 10, 99, 100, 101, 999, 1000, 65535, 1_748_822_400, u64::MAX] {
+        for v in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65535,
+            1_748_822_400,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             push_u64(&mut out, v);
             assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
