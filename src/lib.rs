@@ -15,6 +15,7 @@ pub mod eval;
 pub mod flow;
 pub mod pipeline;
 pub mod respond;
+pub mod simulate;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

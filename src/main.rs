@@ -28,6 +28,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
+    /// Write simulated Calico flow logs with labelled attacks.
+    Generate(flowwarden::simulate::GenerateArgs),
     /// The quarantine tier and policy (`policy install`).
     #[command(subcommand)]
     Policy(flowwarden::respond::PolicyCommand),
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
+        Command::Generate(a) => flowwarden::simulate::run_generate(&a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),
         Command::Quarantine(c) => flowwarden::respond::run_quarantine(c),
     };
