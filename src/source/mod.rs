@@ -1,6 +1,8 @@
 //! Sources: where lines come from (files, stdin, Kafka, Goldmane push), each line with its position.
 //! (Interface placeholder; the file/stdin implementation lands from the `sources` branch.)
 
+pub mod goldmane_http;
+
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
