@@ -19,7 +19,9 @@ use crate::source::{LineBatch, LineSource, Poll, SourceCheckpoint};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -103,7 +105,10 @@ impl GoldmaneHttpConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((format!("goldmane_http.{k}"), m.to_string()));
         if self.listen.parse::<SocketAddr>().is_err() {
-            return err("listen", "must be an address and port such as \"0.0.0.0:8088\"");
+            return err(
+                "listen",
+                "must be an address and port such as \"0.0.0.0:8088\"",
+            );
         }
         if self.max_body_bytes < 1024 {
             return err("max_body_bytes", "must be at least 1024");
@@ -118,10 +123,16 @@ impl GoldmaneHttpConfig {
             return err("tls_cert", "tls_cert and tls_key must be set together");
         }
         if self.client_ca.is_some() && self.tls_cert.is_none() {
-            return err("client_ca", "client certificates need TLS: set tls_cert and tls_key");
+            return err(
+                "client_ca",
+                "client certificates need TLS: set tls_cert and tls_key",
+            );
         }
         if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            return err("bearer_token", "set bearer_token or bearer_token_file, not both");
+            return err(
+                "bearer_token",
+                "set bearer_token or bearer_token_file, not both",
+            );
         }
         if matches!(&self.bearer_token, Some(t) if t.trim().is_empty()) {
             return err("bearer_token", "must not be empty");
@@ -312,7 +323,11 @@ fn inspect_body(body: &[u8], max_line: usize) -> BodyReport {
         }
         let text = &body[start..content_end];
         if !text.iter().all(u8::is_ascii_whitespace) {
-            let line = BodyLine { start, end: content_end, line: line_no };
+            let line = BodyLine {
+                start,
+                end: content_end,
+                line: line_no,
+            };
             let key = match decoder.decode(text) {
                 Ok(rec) if rec.format == Format::Goldmane => bucket_key(text),
                 Ok(_) => None,
@@ -395,7 +410,7 @@ struct Shared {
     max_body_bytes: usize,
     max_line: usize,
     bearer_token: Option<String>,
-    queue: crossbeam_channel::Sender<PushedBody>,
+    queue: tokio::sync::mpsc::Sender<PushedBody>,
     recent: Mutex<RecentBuckets>,
     counters: Arc<Counters>,
 }
@@ -405,7 +420,11 @@ fn token_matches(given: &[u8], expected: &[u8]) -> bool {
     if given.len() != expected.len() {
         return false;
     }
-    given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 fn reply(status: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
@@ -415,8 +434,10 @@ fn reply(status: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
     }
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     let code = status.as_u16().to_string();
     metrics::counter!("flowwarden_goldmane_requests_total", "code" => code).increment(1);
     resp
@@ -428,11 +449,15 @@ async fn handle(
     peer: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() != BULK_PATH {
-        return Ok(reply(StatusCode::NOT_FOUND, format!("not found; Goldmane posts to {BULK_PATH}")));
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            format!("not found; Goldmane posts to {BULK_PATH}"),
+        ));
     }
     if req.method() != Method::POST {
         let mut resp = reply(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed here");
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
         return Ok(resp);
     }
     if let Some(expected) = &shared.bearer_token {
@@ -442,14 +467,18 @@ async fn handle(
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         if !given.is_some_and(|g| token_matches(g, expected.as_bytes())) {
             let mut resp = reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return Ok(resp);
         }
     }
     let too_large = || {
         reply(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than max_body_bytes = {}", shared.max_body_bytes),
+            format!(
+                "body larger than max_body_bytes = {}",
+                shared.max_body_bytes
+            ),
         )
     };
     let declared = req
@@ -460,10 +489,18 @@ async fn handle(
     if declared.is_some_and(|n| n > shared.max_body_bytes as u64) {
         return Ok(too_large());
     }
-    let body = match Limited::new(req.into_body(), shared.max_body_bytes).collect().await {
+    let body = match Limited::new(req.into_body(), shared.max_body_bytes)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
-        Err(e) => return Ok(reply(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+        Err(e) => {
+            return Ok(reply(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ))
+        }
     };
     // Validation parses every line: keep that CPU work off the I/O threads.
     let max_line = shared.max_line;
@@ -473,7 +510,12 @@ async fn handle(
     };
     let report = match inspected {
         Ok(r) => r,
-        Err(e) => return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, format!("validation failed: {e}"))),
+        Err(e) => {
+            return Ok(reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("validation failed: {e}"),
+            ))
+        }
     };
     let bad_reply = |report: &BodyReport| {
         report.first_bad.as_ref().map(|(line, reason)| {
@@ -504,19 +546,28 @@ async fn handle(
         }
         let n = lines.len() as u64;
         if n > 0 {
-            let pushed = PushedBody { source: Arc::clone(&peer), body, lines, ack: ack_tx };
+            let pushed = PushedBody {
+                source: Arc::clone(&peer),
+                body,
+                lines,
+                ack: ack_tx,
+            };
             match shared.queue.try_send(pushed) {
                 Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(_)) => {
-                    shared.counters.backpressured.fetch_add(1, Ordering::Relaxed);
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    shared
+                        .counters
+                        .backpressured
+                        .fetch_add(1, Ordering::Relaxed);
                     let mut resp = reply(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the pipeline is busy (queue full); retry later",
                     );
-                    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+                    resp.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
                     return Ok(resp);
                 }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
                     return Ok(reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
                 }
             }
@@ -528,20 +579,33 @@ async fn handle(
         (n, duplicates)
     };
     if duplicates > 0 {
-        shared.counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        shared
+            .counters
+            .duplicates
+            .fetch_add(duplicates, Ordering::Relaxed);
         metrics::counter!("flowwarden_goldmane_duplicates_total").increment(duplicates);
     }
     if lines_sent == 0 {
         return Ok(bad_reply(&report).unwrap_or_else(|| reply(StatusCode::OK, "ok")));
     }
-    shared.counters.accepted_requests.fetch_add(1, Ordering::Relaxed);
-    shared.counters.accepted_lines.fetch_add(lines_sent, Ordering::Relaxed);
+    shared
+        .counters
+        .accepted_requests
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .accepted_lines
+        .fetch_add(lines_sent, Ordering::Relaxed);
     metrics::counter!("flowwarden_goldmane_records_total").increment(lines_sent);
     match ack_rx.await {
         Ok(()) => Ok(bad_reply(&report).unwrap_or_else(|| reply(StatusCode::OK, "ok"))),
         Err(_) => {
-            let mut resp = reply(StatusCode::SERVICE_UNAVAILABLE, "shutting down before the records were processed");
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+            let mut resp = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down before the records were processed",
+            );
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
             Ok(resp)
         }
     }
@@ -556,7 +620,9 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, GoldmaneHttpErr
 }
 
 /// Builds the rustls server config: the server certificate, and a client verifier when `client_ca`.
-fn tls_config(cfg: &GoldmaneHttpConfig) -> Result<Option<Arc<rustls::ServerConfig>>, GoldmaneHttpError> {
+fn tls_config(
+    cfg: &GoldmaneHttpConfig,
+) -> Result<Option<Arc<rustls::ServerConfig>>, GoldmaneHttpError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert_path), Some(key_path)) = (&cfg.tls_cert, &cfg.tls_key) else {
@@ -572,11 +638,20 @@ fn tls_config(cfg: &GoldmaneHttpConfig) -> Result<Option<Arc<rustls::ServerConfi
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem("tls_cert", cert_path, e.to_string()))?;
     if certs.is_empty() {
-        return Err(bad_pem("tls_cert", cert_path, "no PEM certificate found".into()));
+        return Err(bad_pem(
+            "tls_cert",
+            cert_path,
+            "no PEM certificate found".into(),
+        ));
     }
     let key_pem = read_file("tls_key", key_path)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| bad_pem("tls_key", key_path, format!("no usable PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad_pem(
+            "tls_key",
+            key_path,
+            format!("no usable PEM private key: {e}"),
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -592,11 +667,18 @@ fn tls_config(cfg: &GoldmaneHttpConfig) -> Result<Option<Arc<rustls::ServerConfi
                     .map_err(|e| bad_pem("client_ca", ca_path, e.to_string()))?;
             }
             if roots.is_empty() {
-                return Err(bad_pem("client_ca", ca_path, "no PEM certificate found".into()));
+                return Err(bad_pem(
+                    "client_ca",
+                    ca_path,
+                    "no PEM certificate found".into(),
+                ));
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| GoldmaneHttpError::Tls(e.to_string()))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| GoldmaneHttpError::Tls(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -610,10 +692,12 @@ fn tls_config(cfg: &GoldmaneHttpConfig) -> Result<Option<Arc<rustls::ServerConfi
 
 fn bearer_token(cfg: &GoldmaneHttpConfig) -> Result<Option<String>, GoldmaneHttpError> {
     if let Some(path) = &cfg.bearer_token_file {
-        let text = String::from_utf8(read_file("bearer_token_file", path)?).map_err(|_| GoldmaneHttpError::File {
-            what: "bearer_token_file",
-            path: path.clone(),
-            message: "is not UTF-8".into(),
+        let text = String::from_utf8(read_file("bearer_token_file", path)?).map_err(|_| {
+            GoldmaneHttpError::File {
+                what: "bearer_token_file",
+                path: path.clone(),
+                message: "is not UTF-8".into(),
+            }
         })?;
         let token = text.trim().to_string();
         if token.is_empty() {
@@ -629,15 +713,21 @@ fn bearer_token(cfg: &GoldmaneHttpConfig) -> Result<Option<String>, GoldmaneHttp
 }
 
 /// Serves one accepted connection (after the TLS handshake, if any) until it closes.
-async fn serve_connection<IO>(io: IO, shared: Arc<Shared>, peer: Arc<str>, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_connection<IO>(
+    io: IO,
+    shared: Arc<Shared>,
+    peer: Arc<str>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(req, Arc::clone(&shared), Arc::clone(&peer)));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "goldmane-http connection ended with an error");
     }
@@ -671,23 +761,34 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(tcp, shared, peer, watcher).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, shared, peer, watcher).await,
-                    Ok(Err(e)) => tracing::info!(peer = %peer, error = %e, "goldmane-http TLS handshake refused"),
-                    Err(_) => tracing::info!(peer = %peer, "goldmane-http TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, shared, peer, watcher).await,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer, error = %e, "goldmane-http TLS handshake refused")
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer, "goldmane-http TLS handshake timed out")
+                        }
+                    }
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("goldmane-http: some connections were still open at shutdown");
     }
 }
 
 /// The receiving end of the queue, as a [`LineSource`] the daemon polls.
 pub struct GoldmaneHttpSource {
-    queue: Option<crossbeam_channel::Receiver<PushedBody>>,
+    /// A tokio channel because dropping its receiver drops the queued bodies (so their requests
+    /// are answered 503 at shutdown) and refuses later sends.
+    queue: Option<tokio::sync::mpsc::Receiver<PushedBody>>,
     /// The body being split into batches, and the index of its next line.
     current: Option<(PushedBody, usize)>,
     /// Acknowledgements of bodies whose last line is in the batch being processed.
@@ -711,13 +812,21 @@ impl std::fmt::Debug for GoldmaneHttpSource {
 impl GoldmaneHttpSource {
     /// Validates `cfg`, binds the listen address and starts the server on its own thread.
     /// `max_line_bytes` is `[input] max_line_bytes` (lines longer than that are bad lines).
-    pub fn start(cfg: &GoldmaneHttpConfig, max_line_bytes: usize) -> Result<Self, GoldmaneHttpError> {
-        cfg.validate().map_err(|(k, m)| GoldmaneHttpError::Config(k, m))?;
+    pub fn start(
+        cfg: &GoldmaneHttpConfig,
+        max_line_bytes: usize,
+    ) -> Result<Self, GoldmaneHttpError> {
+        cfg.validate()
+            .map_err(|(k, m)| GoldmaneHttpError::Config(k, m))?;
         let tls = tls_config(cfg)?;
         let bearer_token = bearer_token(cfg)?;
-        let ttl = humantime::parse_duration(&cfg.dedup_ttl)
-            .map_err(|e| GoldmaneHttpError::Config("goldmane_http.dedup_ttl".into(), e.to_string()))?;
-        let listen_err = |source| GoldmaneHttpError::Listen { addr: cfg.listen.clone(), source };
+        let ttl = humantime::parse_duration(&cfg.dedup_ttl).map_err(|e| {
+            GoldmaneHttpError::Config("goldmane_http.dedup_ttl".into(), e.to_string())
+        })?;
+        let listen_err = |source| GoldmaneHttpError::Listen {
+            addr: cfg.listen.clone(),
+            source,
+        };
         let std_listener = std::net::TcpListener::bind(&cfg.listen).map_err(listen_err)?;
         std_listener.set_nonblocking(true).map_err(listen_err)?;
         let local_addr = std_listener.local_addr().map_err(listen_err)?;
@@ -732,7 +841,7 @@ impl GoldmaneHttpSource {
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(std_listener).map_err(listen_err)?
         };
-        let (queue_tx, queue_rx) = crossbeam_channel::bounded(cfg.queue_batches);
+        let (queue_tx, queue_rx) = tokio::sync::mpsc::channel(cfg.queue_batches);
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             max_body_bytes: cfg.max_body_bytes,
@@ -789,30 +898,47 @@ impl GoldmaneHttpSource {
 }
 
 impl LineSource for GoldmaneHttpSource {
-    fn poll_batch(&mut self, batch: &mut LineBatch, max_lines: usize, max_bytes: usize) -> std::io::Result<Poll> {
+    fn poll_batch(
+        &mut self,
+        batch: &mut LineBatch,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Poll> {
         let before = batch.len();
         'bodies: loop {
             if self.current.is_none() {
-                match self.queue.as_ref().map(|q| q.try_recv()) {
+                match self.queue.as_mut().map(|q| q.try_recv()) {
                     Some(Ok(body)) => self.current = Some((body, 0)),
                     _ => break,
                 }
             }
-            let Some((body, next)) = self.current.as_mut() else { break };
+            let Some((body, next)) = self.current.as_mut() else {
+                break;
+            };
             while let Some(line) = body.lines.get(*next) {
                 let len = line.end - line.start;
-                let full = batch.len() >= max_lines || (!batch.is_empty() && batch.data.len() + len > max_bytes);
+                let full = batch.len() >= max_lines
+                    || (!batch.is_empty() && batch.data.len() + len > max_bytes);
                 if full {
                     break 'bodies;
                 }
-                batch.push_line(&body.source, &body.body[line.start..line.end], line.line, line.start as u64);
+                batch.push_line(
+                    &body.source,
+                    &body.body[line.start..line.end],
+                    line.line,
+                    line.start as u64,
+                );
                 *next += 1;
             }
             if let Some((body, _)) = self.current.take() {
                 self.completed.push(body.ack);
             }
         }
-        Ok(if batch.len() > before { Poll::Data } else { Poll::Idle })
+        Ok(if batch.len() > before {
+            Poll::Data
+        } else {
+            Poll::Idle
+        })
     }
 
     fn checkpoint(&self) -> SourceCheckpoint {
@@ -862,9 +988,15 @@ mod tests {
         }
         assert!(r.contains_at(1, 0));
         r.insert_at(4, 1);
-        assert!(!r.contains_at(1, 1), "the oldest key is dropped past capacity");
+        assert!(
+            !r.contains_at(1, 1),
+            "the oldest key is dropped past capacity"
+        );
         assert!(r.contains_at(2, 1) && r.contains_at(4, 1));
-        assert!(r.contains_at(4, 60), "key 4 arrived at 1s, still within 60s");
+        assert!(
+            r.contains_at(4, 60),
+            "key 4 arrived at 1s, still within 60s"
+        );
         assert!(!r.contains_at(2, 60), "key 2 arrived at 0s, expired at 60s");
         assert!(!r.contains_at(4, 61));
         assert!(r.is_empty());
@@ -880,7 +1012,11 @@ mod tests {
         let c = br#"{"Key":{"source_name":"a","dest_port":81,"policies":{"enforced_policies":[{"name":"p","kind":2}]}},"start_time":10,"end_time":25}"#;
         let d = br#"{"Key":{"source_name":"a","dest_port":80,"policies":{"enforced_policies":[{"name":"p","kind":2}]}},"start_time":25,"end_time":40}"#;
         let ka = bucket_key(a).expect("goldmane flow has a key");
-        assert_eq!(Some(ka), bucket_key(b), "counters and field order are not part of the key");
+        assert_eq!(
+            Some(ka),
+            bucket_key(b),
+            "counters and field order are not part of the key"
+        );
         assert_ne!(Some(ka), bucket_key(c));
         assert_ne!(Some(ka), bucket_key(d));
         assert_eq!(bucket_key(br#"{"start_time":1}"#), None);
@@ -888,10 +1024,18 @@ mod tests {
 
     #[test]
     fn inspect_body_numbers_lines_and_names_the_first_bad_one() {
-        let body = format!("{}\r\n\n{{not json\n{}\n{{\"Key\":{{}}}}\n", flow("a-*", 1, 0), flow("a-*", 2, 0));
+        let body = format!(
+            "{}\r\n\n{{not json\n{}\n{{\"Key\":{{}}}}\n",
+            flow("a-*", 1, 0),
+            flow("a-*", 2, 0)
+        );
         let r = inspect_body(body.as_bytes(), 1 << 20);
         let numbers: Vec<u64> = r.lines.iter().map(|(l, _)| l.line).collect();
-        assert_eq!(numbers, vec![1, 3, 4, 5], "blank line 2 skipped, the rest numbered as in the body");
+        assert_eq!(
+            numbers,
+            vec![1, 3, 4, 5],
+            "blank line 2 skipped, the rest numbered as in the body"
+        );
         assert_eq!(r.bad_lines, 2, "line 3 is not JSON, line 5 has no time");
         let (line, reason) = r.first_bad.expect("a bad line");
         assert_eq!(line, 3);
@@ -899,27 +1043,49 @@ mod tests {
         assert!(r.lines[0].1.is_some() && r.lines[2].1.is_some());
         assert!(r.lines[1].1.is_none() && r.lines[3].1.is_none());
         let (first, _) = r.lines[0];
-        assert_eq!(&body.as_bytes()[first.start..first.end], flow("a-*", 1, 0).as_bytes(), "\\r stripped");
+        assert_eq!(
+            &body.as_bytes()[first.start..first.end],
+            flow("a-*", 1, 0).as_bytes(),
+            "\\r stripped"
+        );
     }
 
     #[test]
     fn config_validation_names_the_key() {
         let ok = GoldmaneHttpConfig::default();
         assert!(ok.validate().is_ok());
-        let bad = GoldmaneHttpConfig { listen: "localhost".into(), ..ok.clone() };
+        let bad = GoldmaneHttpConfig {
+            listen: "localhost".into(),
+            ..ok.clone()
+        };
         assert_eq!(bad.validate().unwrap_err().0, "goldmane_http.listen");
-        let bad = GoldmaneHttpConfig { tls_cert: Some("c.pem".into()), ..ok.clone() };
+        let bad = GoldmaneHttpConfig {
+            tls_cert: Some("c.pem".into()),
+            ..ok.clone()
+        };
         assert_eq!(bad.validate().unwrap_err().0, "goldmane_http.tls_cert");
-        let bad = GoldmaneHttpConfig { client_ca: Some("ca.pem".into()), ..ok.clone() };
+        let bad = GoldmaneHttpConfig {
+            client_ca: Some("ca.pem".into()),
+            ..ok.clone()
+        };
         assert_eq!(bad.validate().unwrap_err().0, "goldmane_http.client_ca");
-        let bad = GoldmaneHttpConfig { queue_batches: 0, ..ok };
+        let bad = GoldmaneHttpConfig {
+            queue_batches: 0,
+            ..ok
+        };
         assert_eq!(bad.validate().unwrap_err().0, "goldmane_http.queue_batches");
     }
 
     #[test]
     fn the_token_is_redacted_when_printed() {
-        let cfg = GoldmaneHttpConfig { bearer_token: Some("s3cret".into()), ..Default::default() };
+        let cfg = GoldmaneHttpConfig {
+            bearer_token: Some("s3cret".into()),
+            ..Default::default()
+        };
         let text = toml::to_string(&cfg).expect("serializes");
-        assert!(!text.contains("s3cret") && text.contains("redacted"), "{text}");
+        assert!(
+            !text.contains("s3cret") && text.contains("redacted"),
+            "{text}"
+        );
     }
 }
