@@ -20,17 +20,10 @@ use std::time::{Duration, Instant};
 const T0: i64 = 1_749_999_990;
 
 /// One Goldmane flow line as the emitter writes it (Go's protobuf JSON: enums as integers, zero
-/// values omitted). `action`: 1 allow, 2 deny.
-fn flow(
-    src: &str,
-    src_ns: &str,
-    dst: &str,
-    dst_ns: &str,
-    port: u16,
-    action: u8,
-    reporter: u8,
-    start: i64,
-) -> String {
+/// values omitted), both ends pods in namespace `shop`. `action`: 1 allow, 2 deny; `reporter`: 1 src,
+/// 2 dst.
+fn flow(src: &str, dst: &str, port: u16, action: u8, reporter: u8, start: i64) -> String {
+    let ns = "shop";
     let policy = if action == 2 {
         r#"{"kind":2,"name":"default-deny","tier":"security","action":2,"rule_index":-1}"#
     } else {
@@ -45,9 +38,9 @@ fn flow(
             r#""bytes_in":{},"bytes_out":{},"num_connections_started":{},"num_connections_completed":{}}}"#
         ),
         src,
-        src_ns,
+        ns,
         dst,
-        dst_ns,
+        ns,
         port,
         reporter,
         action,
@@ -71,24 +64,13 @@ fn benign_bucket(start: i64) -> Vec<String> {
     for reporter in [1, 2] {
         v.push(flow(
             "frontend-7d9c8b6f4-*",
-            "shop",
             "api-5c8d7f6b9-*",
-            "shop",
             8080,
             1,
             reporter,
             start,
         ));
-        v.push(flow(
-            "api-5c8d7f6b9-*",
-            "shop",
-            "db-0-*",
-            "shop",
-            5432,
-            1,
-            reporter,
-            start,
-        ));
+        v.push(flow("api-5c8d7f6b9-*", "db-0-*", 5432, 1, reporter, start));
     }
     v
 }
@@ -96,18 +78,7 @@ fn benign_bucket(start: i64) -> Vec<String> {
 /// A port scan: one pod to 40 distinct denied destination ports in one bucket.
 fn port_scan(start: i64) -> Vec<String> {
     (0..40)
-        .map(|i| {
-            flow(
-                "recon-6b7f9c5d4-*",
-                "shop",
-                "db-0-*",
-                "shop",
-                1000 + i * 7,
-                2,
-                1,
-                start,
-            )
-        })
+        .map(|i| flow("recon-6b7f9c5d4-*", "db-0-*", 1000 + i * 7, 2, 1, start))
         .collect()
 }
 
@@ -434,16 +405,7 @@ fn the_same_bucket_posted_twice_counts_once() {
     // A re-send with other counters and another field order is still the same bucket; a flow of
     // the next bucket is new.
     let reordered = r#"{"end_time":1750000005,"start_time":1749999990,"bytes_out":1,"Key":{"action":2,"reporter":1,"proto":"tcp","dest_port":1000,"dest_type":1,"dest_namespace":"shop","dest_name":"db-0-*","source_type":1,"source_namespace":"shop","source_name":"recon-6b7f9c5d4-*","policies":{"enforced_policies":[{"rule_index":-1,"action":2,"tier":"security","name":"default-deny","kind":2}]}}}"#;
-    let next_bucket = flow(
-        "recon-6b7f9c5d4-*",
-        "shop",
-        "db-0-*",
-        "shop",
-        1000,
-        2,
-        1,
-        T0 + 15,
-    );
+    let next_bucket = flow("recon-6b7f9c5d4-*", "db-0-*", 1000, 2, 1, T0 + 15);
     let (status, _) = post(
         &client,
         &url,
