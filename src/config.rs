@@ -124,6 +124,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Dead letters.
     pub dead_letter: DeadLetterConfig,
+    /// Quarantine responder.
+    pub respond: crate::respond::RespondConfig,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];
@@ -208,6 +210,9 @@ impl Config {
         self.baseline.validate().map_err(|(k, m)| key(&k, m))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;
+        self.respond
+            .validate()
+            .map_err(|e| key(&e.key, e.message.clone()))?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod detect;
 pub mod flow;
 pub mod pipeline;
+pub mod respond;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
