@@ -304,6 +304,11 @@ fn daemon_fed_over_http_alerts_like_replay() {
         from_run, from_replay,
         "the daemon fed over HTTP alerts exactly like replay"
     );
+    println!(
+        "{} alerts, the same from run and replay: {:?}",
+        from_run.len(),
+        alert_detectors(&run_alerts)
+    );
 
     // The bad line was dead-lettered with its position in the request body.
     let dead = std::fs::read_to_string(&run_dead).expect("dead letters written");
