@@ -6,6 +6,7 @@
 
 use crate::alert::AlertsConfig;
 use crate::detect::DetectConfig;
+use crate::source::goldmane_http::GoldmaneHttpConfig;
 use crate::window::WindowConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,8 @@ pub struct Config {
     pub input: InputConfig,
     /// Daemon source.
     pub source: SourceConfig,
+    /// Goldmane HTTP push receiver (`[source] kind = "goldmane-http"`).
+    pub goldmane_http: GoldmaneHttpConfig,
     /// Worker pool.
     pub pipeline: PipelineConfig,
     /// Event-time windows.
@@ -203,6 +206,7 @@ impl Config {
             .map_err(|m| key("source.simulate_duration", m))?;
         humantime::parse_duration(&self.source.poll_interval)
             .map_err(|e| key("source.poll_interval", e.to_string()))?;
+        self.goldmane_http.validate().map_err(|(k, m)| key(&k, m))?;
         self.baseline.validate().map_err(|(k, m)| key(&k, m))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;

@@ -78,6 +78,12 @@ pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
     match cfg.source.kind.as_str() {
         "file" => open_inputs(&cfg.source.paths, &file_opts),
         "stdin" => open_inputs(&["-".to_string()], &file_opts),
+        "goldmane-http" => Ok(Box::new(
+            crate::source::goldmane_http::GoldmaneHttpSource::start(
+                &cfg.goldmane_http,
+                cfg.input.max_line_bytes,
+            )?,
+        )),
         other => anyhow::bail!("source kind {other:?} is not available in this build"),
     }
 }

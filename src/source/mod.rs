@@ -15,6 +15,8 @@ mod set;
 mod split;
 mod stream;
 
+pub mod goldmane_http;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Read;
