@@ -389,6 +389,7 @@ impl Pipeline {
         if ws.is_empty() {
             return Vec::new();
         }
+        let close_started = std::time::Instant::now();
         let soft = self.score_refs.is_some();
         let cfg = &self.cfg.detect;
         let detectors = &self.detectors;
@@ -471,6 +472,7 @@ impl Pipeline {
             }
             alerts.extend(raised);
         }
+        crate::telemetry::record_window_close(ws.len(), close_started.elapsed());
         alerts
     }
 }
