@@ -6,13 +6,14 @@
 //! [`config`] holds every option.
 
 pub mod alert;
-pub mod cli;
 pub mod baseline;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod flow;
 pub mod pipeline;
+pub mod report;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

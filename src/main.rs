@@ -5,7 +5,11 @@ use flowwarden::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "flowwarden", version, about = "Anomaly detection and quarantine for Calico flow logs")]
+#[command(
+    name = "flowwarden",
+    version,
+    about = "Anomaly detection and quarantine for Calico flow logs"
+)]
 struct Cli {
     /// Log format: `auto` (human on a terminal, JSON otherwise), `human` or `json`.
     #[arg(long, global = true, default_value = "auto")]
@@ -22,6 +26,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
+    /// Write an HTML report of a run (alerts, quarantines, series) for an analyst.
+    Report(flowwarden::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
+        Command::Report(a) => flowwarden::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,6 +72,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         },
     )?;
     let started = Instant::now();
+    let mut progress = crate::telemetry::progress(input_bytes(&a.inputs), "replay");
     let mut batch = LineBatch::new();
     loop {
         batch.clear();
@@ -80,10 +81,13 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
             Poll::Idle if batch.is_empty() => continue,
             _ => {}
         }
+        // Line bytes plus their newlines: matches the file size for plain files.
+        progress.inc(batch.len() as u64, (batch.data.len() + batch.len()) as u64);
         for alert in pipeline.push(&batch)? {
             sinks.send(&alert)?;
         }
     }
+    progress.finish();
     for alert in pipeline.finish()? {
         sinks.send(&alert)?;
     }
@@ -91,13 +95,20 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let stats = pipeline.stats();
     if stats.bad_records > 0 {
-        tracing::warn!(bad_records = stats.bad_records, "some lines were rejected (see the dead-letter output)");
+        tracing::warn!(
+            bad_records = stats.bad_records,
+            "some lines were rejected (see the dead-letter output)"
+        );
     }
     if let Some(path) = &a.scores {
         write_scores(path, &pipeline.take_scores())?;
     }
     let summary = Summary {
-        records_per_s: if elapsed > 0.0 { stats.records as f64 / elapsed } else { 0.0 },
+        records_per_s: if elapsed > 0.0 {
+            stats.records as f64 / elapsed
+        } else {
+            0.0
+        },
         elapsed_s: elapsed,
         stats,
     };
@@ -116,15 +127,31 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Total size of the inputs when every one is a plain uncompressed file (for a progress bar with an
+/// ETA); `None` for stdin, `.gz`, directories and globs.
+fn input_bytes(inputs: &[String]) -> Option<u64> {
+    inputs.iter().try_fold(0u64, |total, spec| {
+        if spec == "-" || spec.ends_with(".gz") {
+            return None;
+        }
+        let meta = std::fs::metadata(spec).ok().filter(|m| m.is_file())?;
+        Some(total + meta.len())
+    })
+}
+
 /// Alert sinks from `--alerts` or the `[alerts]` config.
 pub fn alert_sinks(cfg: &Config, cli: Option<&str>) -> anyhow::Result<FanOut> {
     let mut fan = FanOut::default();
     match cli {
-        Some("-") => fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout())))),
+        Some("-") => fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(
+            std::io::stdout(),
+        )))),
         Some(path) => fan.push(Box::new(JsonLinesSink::create(std::path::Path::new(path))?)),
         None => {
             if cfg.alerts.stdout {
-                fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout()))));
+                fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(
+                    std::io::stdout(),
+                ))));
             }
         }
     }
@@ -135,7 +162,8 @@ pub fn alert_sinks(cfg: &Config, cli: Option<&str>) -> anyhow::Result<FanOut> {
 }
 
 fn write_scores(path: &std::path::Path, scores: &[f32]) -> anyhow::Result<()> {
-    let f = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let f = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
     let mut w = std::io::BufWriter::new(f);
     for s in scores {
         if s.is_nan() {

@@ -73,7 +73,11 @@ pub fn readiness() -> Result<(), String> {
                     age.as_secs(),
                     max_age.as_secs()
                 ),
-                None => format!("no checkpoint written in {}s (limit {}s)", age.as_secs(), max_age.as_secs()),
+                None => format!(
+                    "no checkpoint written in {}s (limit {}s)",
+                    age.as_secs(),
+                    max_age.as_secs()
+                ),
             });
         }
     }

@@ -52,7 +52,9 @@ pub fn apply_log_config(cfg: &super::LogConfig) {
                 tracing::warn!(error = %e, "cannot change the log level");
             }
         }
-        Err(e) => tracing::warn!(level = %cfg.level, error = %e, "log.level is not a valid filter; keeping the current one"),
+        Err(e) => {
+            tracing::warn!(level = %cfg.level, error = %e, "log.level is not a valid filter; keeping the current one")
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 
 use crate::alert::{Alert, Severity};
 use crate::pipeline::RunStats;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -45,7 +47,8 @@ pub const BUILD_INFO: &str = "flowwarden_build_info";
 
 /// Histogram buckets for [`WINDOW_CLOSE_SECONDS`]: 100 µs to 10 s.
 const WINDOW_CLOSE_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -59,7 +62,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(WINDOW_CLOSE_SECONDS.into()), WINDOW_CLOSE_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(WINDOW_CLOSE_SECONDS.into()),
+            WINDOW_CLOSE_BUCKETS,
+        )?
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     describe_all();
@@ -68,20 +74,64 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn describe_all() {
-    describe_counter!(RECORDS_TOTAL, Unit::Count, "Flow records decoded, by source kind.");
-    describe_counter!(BAD_RECORDS_TOTAL, Unit::Count, "Lines rejected and dead-lettered, by source kind.");
-    describe_counter!(LATE_RECORDS_TOTAL, Unit::Count, "Records whose window had closed, by source kind.");
-    describe_counter!(WINDOWS_CLOSED_TOTAL, Unit::Count, "Event-time windows closed and scored.");
-    describe_histogram!(WINDOW_CLOSE_SECONDS, Unit::Seconds, "Wall time of one window-close pass.");
+    describe_counter!(
+        RECORDS_TOTAL,
+        Unit::Count,
+        "Flow records decoded, by source kind."
+    );
+    describe_counter!(
+        BAD_RECORDS_TOTAL,
+        Unit::Count,
+        "Lines rejected and dead-lettered, by source kind."
+    );
+    describe_counter!(
+        LATE_RECORDS_TOTAL,
+        Unit::Count,
+        "Records whose window had closed, by source kind."
+    );
+    describe_counter!(
+        WINDOWS_CLOSED_TOTAL,
+        Unit::Count,
+        "Event-time windows closed and scored."
+    );
+    describe_histogram!(
+        WINDOW_CLOSE_SECONDS,
+        Unit::Seconds,
+        "Wall time of one window-close pass."
+    );
     describe_gauge!(WORKLOADS, Unit::Count, "Distinct workloads tracked.");
-    describe_counter!(ALERTS_TOTAL, Unit::Count, "Alerts emitted, by detector and severity band.");
-    describe_counter!(ACTIONS_TOTAL, Unit::Count, "Responder decisions, by action and outcome.");
+    describe_counter!(
+        ALERTS_TOTAL,
+        Unit::Count,
+        "Alerts emitted, by detector and severity band."
+    );
+    describe_counter!(
+        ACTIONS_TOTAL,
+        Unit::Count,
+        "Responder decisions, by action and outcome."
+    );
     describe_gauge!(QUARANTINES_ACTIVE, Unit::Count, "Quarantines in force.");
-    describe_gauge!(KAFKA_CONSUMER_LAG, Unit::Count, "Kafka consumer lag in messages, by topic and partition.");
-    describe_gauge!(CHECKPOINT_AGE_SECONDS, Unit::Seconds, "Seconds since the last durable checkpoint.");
-    describe_counter!(SINK_ERRORS_TOTAL, Unit::Count, "Sink delivery errors, by sink.");
+    describe_gauge!(
+        KAFKA_CONSUMER_LAG,
+        Unit::Count,
+        "Kafka consumer lag in messages, by topic and partition."
+    );
+    describe_gauge!(
+        CHECKPOINT_AGE_SECONDS,
+        Unit::Seconds,
+        "Seconds since the last durable checkpoint."
+    );
+    describe_counter!(
+        SINK_ERRORS_TOTAL,
+        Unit::Count,
+        "Sink delivery errors, by sink."
+    );
     describe_gauge!(READY, "1 when /readyz answers 200.");
-    describe_counter!(CONFIG_RELOADS_TOTAL, Unit::Count, "SIGHUP configuration reloads, by result.");
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        Unit::Count,
+        "SIGHUP configuration reloads, by result."
+    );
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version.");
 }
 
@@ -132,7 +182,8 @@ pub fn set_workloads(n: u64) {
 /// Counts one responder decision (`action`: quarantine/release/skip; `outcome`: applied, dry_run,
 /// skipped, failed, ...).
 pub fn record_action(action: &str, outcome: &str) {
-    counter!(ACTIONS_TOTAL, "action" => action.to_owned(), "outcome" => outcome.to_owned()).increment(1);
+    counter!(ACTIONS_TOTAL, "action" => action.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
 }
 
 /// Sets the number of quarantines in force.
@@ -214,11 +265,23 @@ mod tests {
         stats.late_records = 3;
         meter.observe(&stats);
         let text = handle.render();
-        assert!(text.contains("flowwarden_records_total{source=\"unit-test\"} 25"), "{text}");
-        assert!(text.contains("flowwarden_bad_records_total{source=\"unit-test\"} 2"), "{text}");
-        assert!(text.contains("flowwarden_late_records_total{source=\"unit-test\"} 3"), "{text}");
+        assert!(
+            text.contains("flowwarden_records_total{source=\"unit-test\"} 25"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowwarden_bad_records_total{source=\"unit-test\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowwarden_late_records_total{source=\"unit-test\"} 3"),
+            "{text}"
+        );
         record_window_close(2, Duration::from_millis(3));
         let text = handle.render();
-        assert!(text.contains("flowwarden_window_close_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("flowwarden_window_close_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -14,11 +14,14 @@ pub mod progress;
 pub mod server;
 pub mod watchdog;
 
-pub use health::{readiness, record_checkpoint, set_checkpoint_policy, set_shutting_down, set_source_connected};
+pub use health::{
+    readiness, record_checkpoint, set_checkpoint_policy, set_shutting_down, set_source_connected,
+};
 pub use logging::{apply_log_config, init_logging};
 pub use metrics::{
-    record_action, record_alert, record_batch, record_reload, record_sink_error, record_window_close,
-    set_active_quarantines, set_checkpoint_age, set_kafka_lag, set_workloads, PipelineMeter,
+    record_action, record_alert, record_batch, record_reload, record_sink_error,
+    record_window_close, set_active_quarantines, set_checkpoint_age, set_kafka_lag, set_workloads,
+    PipelineMeter,
 };
 pub use progress::{progress, Progress};
 pub use server::{start, TelemetryServer};
@@ -54,7 +57,10 @@ impl MetricsConfig {
             .map_err(|e| {
                 (
                     "metrics.listen".into(),
-                    format!("{:?} is not an address like \"127.0.0.1:9464\": {e}", self.listen),
+                    format!(
+                        "{:?} is not an address like \"127.0.0.1:9464\": {e}",
+                        self.listen
+                    ),
                 )
             })
     }
@@ -70,7 +76,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }
 
@@ -80,6 +88,11 @@ impl LogConfig {
         tracing_subscriber::EnvFilter::builder()
             .parse(&self.level)
             .map(|_| ())
-            .map_err(|e| ("log.level".into(), format!("{:?} is not a log filter: {e}", self.level)))
+            .map_err(|e| {
+                (
+                    "log.level".into(),
+                    format!("{:?} is not a log filter: {e}", self.level),
+                )
+            })
     }
 }

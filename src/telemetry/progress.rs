@@ -45,7 +45,9 @@ impl Progress {
             }
             None => {
                 let bar = ProgressBar::with_draw_target(None, target);
-                if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix:.bold} [{elapsed_precise}] {msg}") {
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{spinner} {prefix:.bold} [{elapsed_precise}] {msg}",
+                ) {
                     bar.set_style(style);
                 }
                 bar
@@ -87,8 +89,16 @@ impl Progress {
 
     fn rate_message(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { self.records as f64 / secs } else { 0.0 };
-        format!("{} records, {}/s", HumanCount(self.records), HumanCount(rate as u64))
+        let rate = if secs > 0.0 {
+            self.records as f64 / secs
+        } else {
+            0.0
+        };
+        format!(
+            "{} records, {}/s",
+            HumanCount(self.records),
+            HumanCount(rate as u64)
+        )
     }
 
     /// Clears the bar (the command prints its own summary afterwards).

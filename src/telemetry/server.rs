@@ -55,7 +55,9 @@ pub fn start(cfg: &MetricsConfig) -> anyhow::Result<Option<TelemetryServer>> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("telemetry-http".into())
@@ -123,14 +125,19 @@ fn respond(req: &Request<Incoming>, handle: &PrometheusHandle) -> Response<Full<
             }
             handle.run_upkeep();
             let mut r = Response::new(Full::new(Bytes::from(handle.render())));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match health::readiness() {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
         },
         _ => text(
             StatusCode::NOT_FOUND,
@@ -142,8 +149,10 @@ fn respond(req: &Request<Incoming>, handle: &PrometheusHandle) -> Response<Full<
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -154,8 +163,13 @@ mod tests {
 
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         out
@@ -173,13 +187,22 @@ mod tests {
         metrics::record_batch("server-test", 7, 0, 0);
         let m = get(addr, "/metrics");
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
-        assert!(m.contains("flowwarden_records_total{source=\"server-test\"} 7"), "{m}");
+        assert!(
+            m.contains("flowwarden_records_total{source=\"server-test\"} 7"),
+            "{m}"
+        );
         assert!(m.contains("flowwarden_build_info"), "{m}");
         assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
         let r = get(addr, "/readyz");
-        assert!(r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.1 503"),
+            "{r}"
+        );
         drop(server);
-        assert!(std::net::TcpStream::connect(addr).is_err(), "server should stop on drop");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "server should stop on drop"
+        );
     }
 }
