@@ -10,9 +10,9 @@
 //! 4. close: windows below the watermark are scored shard by shard, findings are sorted, turned into
 //!    alerts, and baselines updated.
 
-use crate::alert::Alert;
 use crate::alert::AlertBook;
-use crate::baseline::{BaselineConfig, BaselineStore};
+use crate::alert::Alert;
+use crate::baseline::{BaselineStore, BaselineConfig};
 use crate::config::Config;
 use crate::detect::{build_suite, DetectContext, Detector, Finding};
 use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
@@ -468,11 +468,7 @@ impl Pipeline {
                 .raise(&findings, clock.start_of(w), clock.start_of(w + 1));
             for a in &raised {
                 self.stats.alerts += 1;
-                *self
-                    .stats
-                    .alerts_by_detector
-                    .entry(a.detector.clone())
-                    .or_default() += 1;
+                *self.stats.alerts_by_detector.entry(a.detector.clone()).or_default() += 1;
             }
             alerts.extend(raised);
         }

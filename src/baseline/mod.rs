@@ -40,10 +40,7 @@ impl BaselineStore {
     }
 
     /// A workload's baseline.
-    pub fn get(
-        &self,
-        id: WorkloadId,
-    ) -> Option<dashmap::mapref::one::Ref<'_, WorkloadId, Baseline>> {
+    pub fn get(&self, id: WorkloadId) -> Option<dashmap::mapref::one::Ref<'_, WorkloadId, Baseline>> {
         self.map.get(&id)
     }
 

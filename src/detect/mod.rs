@@ -104,12 +104,8 @@ pub struct DetectConfig {
 impl DetectConfig {
     /// Checks values; errors name the key.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        self.port_scan
-            .validate()
-            .map_err(|(k, m)| (format!("detect.port_scan.{k}"), m))?;
-        self.ip_sweep
-            .validate()
-            .map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
+        self.port_scan.validate().map_err(|(k, m)| (format!("detect.port_scan.{k}"), m))?;
+        self.ip_sweep.validate().map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
         Ok(())
     }
 }
@@ -144,12 +140,7 @@ pub fn top_peers_json(
 ) -> serde_json::Value {
     let reg = crate::flow::WorkloadRegistry::global();
     let mut peers: Vec<_> = agg.peers.iter().filter(|p| p.egress == egress).collect();
-    peers.sort_by(|a, b| {
-        key(b)
-            .cmp(&key(a))
-            .then(a.peer.cmp(&b.peer))
-            .then(a.port.cmp(&b.port))
-    });
+    peers.sort_by(|a, b| key(b).cmp(&key(a)).then(a.peer.cmp(&b.peer)).then(a.port.cmp(&b.port)));
     serde_json::Value::Array(
         peers
             .into_iter()

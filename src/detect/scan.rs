@@ -66,21 +66,9 @@ impl Detector for PortScan {
         let r_all = ports / cfg.distinct_ports as f64;
         let r_denied = denied / cfg.distinct_denied_ports as f64;
         let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (
-                r_denied,
-                denied,
-                cfg.distinct_denied_ports,
-                true,
-                "distinct_denied_dest_ports",
-            )
+            (r_denied, denied, cfg.distinct_denied_ports, true, "distinct_denied_dest_ports")
         } else {
-            (
-                r_all,
-                ports,
-                cfg.distinct_ports,
-                false,
-                "distinct_dest_ports",
-            )
+            (r_all, ports, cfg.distinct_ports, false, "distinct_dest_ports")
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;

@@ -65,21 +65,9 @@ impl Detector for IpSweep {
         let r_all = hosts / cfg.distinct_hosts as f64;
         let r_denied = denied / cfg.distinct_denied_hosts as f64;
         let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (
-                r_denied,
-                denied,
-                cfg.distinct_denied_hosts,
-                true,
-                "distinct_denied_dest_hosts",
-            )
+            (r_denied, denied, cfg.distinct_denied_hosts, true, "distinct_denied_dest_hosts")
         } else {
-            (
-                r_all,
-                hosts,
-                cfg.distinct_hosts,
-                false,
-                "distinct_dest_hosts",
-            )
+            (r_all, hosts, cfg.distinct_hosts, false, "distinct_dest_hosts")
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;

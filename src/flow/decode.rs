@@ -94,9 +94,8 @@ impl Decoder {
         f: impl FnOnce(&RawFlow<'_>) -> T,
     ) -> Result<T, DecodeError> {
         let mut scratch = trim_ascii(line).to_vec();
-        let raw =
-            simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
-                .map_err(|e| DecodeError::Json(e.to_string()))?;
+        let raw = simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
+            .map_err(|e| DecodeError::Json(e.to_string()))?;
         Ok(f(&raw))
     }
 
@@ -140,11 +139,7 @@ impl Decoder {
                 &raw.dest_labels,
             );
             rec.dst.port = port(key.dest_port.or(raw.dest_port), "dest_port")?;
-            rec.proto = key
-                .proto
-                .or(raw.proto)
-                .map(Proto::parse)
-                .unwrap_or_default();
+            rec.proto = key.proto.or(raw.proto).map(Proto::parse).unwrap_or_default();
             rec.action = Action::from_goldmane(key.action.unwrap_or(0));
             rec.reporter = Reporter::from_goldmane(key.reporter.unwrap_or(0));
             rec.dest_service = intern_service(
@@ -184,10 +179,7 @@ impl Decoder {
             rec.dst.port = port(raw.dest_port, "dest_port")?;
             rec.proto = raw.proto.map(Proto::parse).unwrap_or_default();
             rec.action = raw.action.map(Action::from_calico).unwrap_or(Action::Allow);
-            rec.reporter = raw
-                .reporter
-                .map(Reporter::from_calico)
-                .unwrap_or(Reporter::Src);
+            rec.reporter = raw.reporter.map(Reporter::from_calico).unwrap_or(Reporter::Src);
             rec.dest_service = intern_service(
                 strings,
                 raw.dest_service_namespace,

@@ -118,9 +118,7 @@ impl Reporter {
 }
 
 /// Kind of endpoint at one end of a flow.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointType {
     /// A pod (workload endpoint).
@@ -169,9 +167,7 @@ impl EndpointType {
 }
 
 /// IP protocol number (`tcp` = 6, `udp` = 17, ...); 255 when the string was not recognised.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct Proto(pub u8);
 
 impl Proto {

@@ -82,11 +82,7 @@ impl LineBatch {
     }
     /// Appends a line.
     pub fn push_line(&mut self, source: &Arc<str>, bytes: &[u8], line: u64, offset: u64) {
-        let idx = match self
-            .sources
-            .iter()
-            .position(|s| Arc::ptr_eq(s, source) || **s == **source)
-        {
+        let idx = match self.sources.iter().position(|s| Arc::ptr_eq(s, source) || **s == **source) {
             Some(i) => i,
             None => {
                 self.sources.push(Arc::clone(source));
@@ -142,12 +138,7 @@ pub struct FileCheckpoint {
 /// A source of lines.
 pub trait LineSource: Send {
     /// Appends up to `max_lines` lines to `batch`.
-    fn poll_batch(
-        &mut self,
-        batch: &mut LineBatch,
-        max_lines: usize,
-        max_bytes: usize,
-    ) -> std::io::Result<Poll>;
+    fn poll_batch(&mut self, batch: &mut LineBatch, max_lines: usize, max_bytes: usize) -> std::io::Result<Poll>;
     /// Resume positions.
     fn checkpoint(&self) -> SourceCheckpoint;
     /// Called after the lines of the last batch went through the pipeline and their alerts were
@@ -190,32 +181,21 @@ struct SimpleFiles {
 }
 
 impl LineSource for SimpleFiles {
-    fn poll_batch(
-        &mut self,
-        batch: &mut LineBatch,
-        max_lines: usize,
-        _max_bytes: usize,
-    ) -> std::io::Result<Poll> {
+    fn poll_batch(&mut self, batch: &mut LineBatch, max_lines: usize, _max_bytes: usize) -> std::io::Result<Poll> {
         use std::io::BufRead;
         while batch.len() < max_lines {
             if self.reader.is_none() {
-                let Some(p) = self.paths.get(self.idx) else {
-                    break;
-                };
+                let Some(p) = self.paths.get(self.idx) else { break };
                 self.idx += 1;
                 let f = std::fs::File::open(p)?;
                 let r: Box<dyn BufRead + Send> = if p.ends_with(".gz") {
-                    Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
-                        f,
-                    )))
+                    Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f)))
                 } else {
                     Box::new(std::io::BufReader::with_capacity(1 << 20, f))
                 };
                 self.reader = Some((Arc::from(p.as_str()), r, 0, 0));
             }
-            let Some((name, r, line, off)) = self.reader.as_mut() else {
-                break;
-            };
+            let Some((name, r, line, off)) = self.reader.as_mut() else { break };
             self.buf.clear();
             let n = r.read_until(b'\n', &mut self.buf)?;
             if n == 0 {
@@ -226,21 +206,13 @@ impl LineSource for SimpleFiles {
             let start = *off;
             *off += n as u64;
             let mut l = &self.buf[..];
-            if l.ends_with(b"\n") {
-                l = &l[..l.len() - 1];
-            }
-            if l.ends_with(b"\r") {
-                l = &l[..l.len() - 1];
-            }
+            if l.ends_with(b"\n") { l = &l[..l.len() - 1]; }
+            if l.ends_with(b"\r") { l = &l[..l.len() - 1]; }
             let name = Arc::clone(name);
             let ln = *line;
             batch.push_line(&name, l, ln, start);
         }
-        Ok(if batch.is_empty() {
-            Poll::End
-        } else {
-            Poll::Data
-        })
+        Ok(if batch.is_empty() { Poll::End } else { Poll::Data })
     }
     fn checkpoint(&self) -> SourceCheckpoint {
         SourceCheckpoint::default()
@@ -248,19 +220,11 @@ impl LineSource for SimpleFiles {
 }
 
 /// Opens files (placeholder until the full file source lands).
-pub fn open_inputs(
-    specs: &[String],
-    _opts: &FileSourceOptions,
-) -> anyhow::Result<Box<dyn LineSource>> {
+pub fn open_inputs(specs: &[String], _opts: &FileSourceOptions) -> anyhow::Result<Box<dyn LineSource>> {
     for p in specs {
         if !std::path::Path::new(p).exists() {
             anyhow::bail!("input {p} does not exist");
         }
     }
-    Ok(Box::new(SimpleFiles {
-        paths: specs.to_vec(),
-        idx: 0,
-        reader: None,
-        buf: Vec::new(),
-    }))
+    Ok(Box::new(SimpleFiles { paths: specs.to_vec(), idx: 0, reader: None, buf: Vec::new() }))
 }

@@ -142,9 +142,7 @@ impl WindowAggregate {
                     self.bytes_out += rec.bytes_out;
                     self.bytes_out_resp += rec.bytes_in;
                     self.packets_out += rec.packets_out;
-                    self.conns_out += rec
-                        .num_flows_started
-                        .max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
+                    self.conns_out += rec.num_flows_started.max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
                     if rec.dst.public {
                         self.bytes_to_public += rec.bytes_out;
                     }
@@ -169,9 +167,7 @@ impl WindowAggregate {
                 if counts {
                     self.bytes_in += rec.bytes_in;
                     self.packets_in += rec.packets_in;
-                    self.conns_in += rec
-                        .num_flows_started
-                        .max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
+                    self.conns_in += rec.num_flows_started.max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
                 }
                 self.src_hosts.insert_hash(host_hash(&rec.src));
                 self.add_peer(rec, rec.src.id, rec.src.kind, false, counts, denied);
