@@ -43,7 +43,8 @@ impl Signals {
                     let (mut term, mut int, mut hup) = match streams {
                         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
                         _ => {
-                            let _ = ready_tx.send(Err(anyhow::anyhow!("cannot install signal handlers")));
+                            let _ = ready_tx
+                                .send(Err(anyhow::anyhow!("cannot install signal handlers")));
                             return;
                         }
                     };
@@ -66,8 +67,8 @@ impl Signals {
 
 /// Builds the source named by `[source] kind`.
 pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
-    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
-        .unwrap_or(Duration::from_millis(250));
+    let poll_interval =
+        humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let file_opts = FileSourceOptions {
         follow: cfg.source.follow,
         poll_interval,
@@ -86,9 +87,16 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     let mut cfg = Arc::new(cfg);
     crate::telemetry::apply_log_config(&cfg.log);
     let _telemetry = crate::telemetry::start(&cfg.metrics)?;
-    crate::telemetry::spawn_shutdown_watchdog(Arc::clone(&signals.shutdown), cfg.daemon.shutdown_bound())?;
+    let bound = cfg.daemon.shutdown_bound();
+    crate::telemetry::spawn_shutdown_watchdog(Arc::clone(&signals.shutdown), bound)?;
     let threads = cfg.effective_threads(None);
-    let mut pipeline = Pipeline::new(Arc::clone(&cfg), PipelineOptions { threads, scores: false })?;
+    let mut pipeline = Pipeline::new(
+        Arc::clone(&cfg),
+        PipelineOptions {
+            threads,
+            scores: false,
+        },
+    )?;
     if let Some(path) = &cfg.dead_letter.file {
         pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
     }
@@ -96,8 +104,8 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     let mut source = build_source(&cfg)?;
     crate::telemetry::set_source_connected(true);
     let mut meter = crate::telemetry::PipelineMeter::new(&cfg.source.kind);
-    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
-        .unwrap_or(Duration::from_millis(250));
+    let poll_interval =
+        humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let mut batch = LineBatch::new();
     tracing::info!(source = %cfg.source.kind, threads, "flowwarden running");
     let mut ended = false;
