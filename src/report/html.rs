@@ -26,15 +26,16 @@ h2{font-size:16px;margin:0 0 10px}
 .tile{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 14px;border-top:4px solid #9ca3af}
 .tile .n{font-size:26px;font-weight:700}
 .tile .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.two{display:grid;grid-template-columns:1fr 1.25fr;gap:18px}
+.two{display:grid;grid-template-columns:1fr 1.2fr;gap:18px;align-items:start}
 .two .card{margin-top:18px}
+td.mono{white-space:nowrap}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12.5px}
 .bar{height:8px;border-radius:4px;background:#ea580c;display:inline-block;vertical-align:middle}
-.badge{display:inline-block;border-radius:999px;padding:1px 9px;color:#fff;font-size:11.5px;font-weight:600;text-transform:uppercase;letter-spacing:.03em}
+.badge{display:inline-block;white-space:nowrap;border-radius:999px;padding:1px 9px;color:#fff;font-size:11.5px;font-weight:600;text-transform:uppercase;letter-spacing:.03em}
 .grid{display:grid;grid-template-columns:repeat(2,1fr);gap:16px}
 .alert{background:#fff;border:1px solid var(--line);border-left:5px solid #9ca3af;border-radius:10px;padding:12px 14px}
 .alert .head{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
@@ -49,6 +50,7 @@ svg .tick{font-size:11px;fill:#6b7280}
 svg .lane{font-size:12.5px;fill:#374151}
 footer{color:var(--muted);font-size:12px;margin-top:24px}
 .empty{color:var(--muted);font-style:italic}
+.small{font-size:12px;color:#4b5563}
 "#;
 
 /// Renders the whole page.
@@ -62,11 +64,12 @@ pub fn render(d: &ReportData) -> String {
     header(&mut p, d);
     tiles(&mut p, d);
     timeline(&mut p, d);
-    let _ = write!(p, r#"<div class="two">"#);
+    let _ = write!(p, r#"<div class="two"><div>"#);
     detectors(&mut p, d);
-    workloads(&mut p, d);
-    p.push_str("</div>");
     quarantines(&mut p, d);
+    p.push_str("</div><div>");
+    workloads(&mut p, d);
+    p.push_str("</div></div>");
     details(&mut p, d);
     let _ = write!(
         p,
@@ -246,20 +249,29 @@ fn quarantines(p: &mut String, d: &ReportData) {
         );
         return;
     }
-    p.push_str(r#"<p class="hint">Each isolation with its start, end (release, or planned expiry when no release was seen) and duration.</p><table><tr><th>Workload</th><th>Start</th><th>End</th><th>Duration</th><th>Status</th><th>Reason</th></tr>"#);
+    p.push_str(r#"<p class="hint">Each isolation with its start, end (release, or planned expiry when no release was seen) and duration.</p><table><tr><th>Workload</th><th>Period (UTC)</th><th>Duration</th><th>Status</th></tr>"#);
     for q in qs {
         let _ = write!(
             p,
-            r#"<tr><td class="mono">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr title="{}"><td><span class="mono">{}</span><div class="small">{}</div></td><td class="small">{}<br>→ {}</td><td class="num">{}</td><td class="small">{}</td></tr>"#,
+            esc(&q.reason),
             esc(&q.workload),
+            esc(&shorten(&q.reason, 90)),
             q.start.map(fmt_time).unwrap_or_else(|| "?".into()),
             q.end().map(fmt_time).unwrap_or_else(|| "open".into()),
             q.duration_s().map(fmt_gap).unwrap_or_else(|| "–".into()),
             esc(&status(q)),
-            esc(&q.reason)
         );
     }
     p.push_str("</table></section>");
+}
+
+/// The first `max` characters of `s`, with an ellipsis when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 fn status(q: &Quarantine) -> String {

@@ -4,6 +4,7 @@
 //! Only the workloads named by the charted alerts are aggregated (records of other workloads are
 //! decoded and dropped), so memory stays proportional to the charts, not to the input.
 
+use crate::baseline::Feature;
 use crate::flow::{Decoder, WorkloadId};
 use crate::source::{open_inputs, FileSourceOptions, LineBatch, Poll};
 use crate::window::{Side, WindowAggregate};
@@ -112,30 +113,23 @@ pub fn compute(
     Ok(series)
 }
 
-/// The value of a detector feature in one aggregate; `None` for a feature name the report does not
-/// know (the chart then falls back to the alerts' own points).
+/// The value of a detector feature in one aggregate: the baseline features
+/// ([`crate::baseline::Feature`]) and the scan/sweep counters; `None` for a feature that is not a
+/// per-window value (`edge_duty_cycle`, `new_peers`, ...), for which the chart falls back to the
+/// alerts' own points.
 pub fn feature_value(agg: &WindowAggregate, feature: &str) -> Option<f64> {
+    if let Some(f) = Feature::ALL.iter().find(|f| f.name() == feature) {
+        return Some(f.value(agg));
+    }
     let v = match feature {
-        "bytes_out" => agg.bytes_out as f64,
-        "bytes_in" => agg.bytes_in as f64,
-        "bytes_out_resp" => agg.bytes_out_resp as f64,
-        "packets_out" => agg.packets_out as f64,
-        "packets_in" => agg.packets_in as f64,
-        "connections" | "connections_out" | "conns_out" | "new_connections" => agg.conns_out as f64,
-        "connections_in" | "conns_in" => agg.conns_in as f64,
-        "records_out" | "flows_out" => agg.records_out as f64,
-        "records_in" | "flows_in" => agg.records_in as f64,
-        "denied" | "denied_out" | "denied_flows" => agg.denied_out as f64,
-        "denied_in" => agg.denied_in as f64,
-        "bytes_to_public" | "public_bytes_out" => agg.bytes_to_public as f64,
-        "distinct_dest_ports" | "distinct_ports" => agg.dst_ports.count() as f64,
-        "distinct_denied_dest_ports" | "distinct_denied_ports" => agg.denied_ports.count() as f64,
-        "distinct_dest_hosts" | "distinct_hosts" => agg.dst_hosts.count() as f64,
-        "distinct_denied_dest_hosts" | "distinct_denied_hosts" => agg.denied_hosts.count() as f64,
-        "distinct_src_hosts" | "distinct_sources" => agg.src_hosts.count() as f64,
+        "distinct_denied_dest_ports" => agg.denied_ports.count(),
+        "distinct_denied_dest_hosts" => agg.denied_hosts.count(),
+        "denied_in" => agg.denied_in,
+        "records_out" => agg.records_out,
+        "records_in" => agg.records_in,
         _ => return None,
     };
-    Some(v)
+    Some(v as f64)
 }
 
 /// Whether values of `feature` are byte counts (for axis labels).

@@ -317,7 +317,7 @@ pub fn series_chart(
                 .map(|p| p.window_end)
                 .max()
                 .unwrap_or(alert.window_end);
-            let pad = ((hi - lo) / 20).max(alert.window_len());
+            let pad = ((hi - lo) / 20).max(alert.window_len() * 12);
             (lo - pad, hi + pad)
         }
     };
@@ -453,16 +453,23 @@ pub fn series_chart(
     // Time labels.
     let _ = write!(
         s,
-        r##"<line x1="{left:.1}" y1="{bottom:.1}" x2="{right:.1}" y2="{bottom:.1}" stroke="#9ca3af"/><text x="{left:.1}" y="{:.1}" class="tick">{}</text><text x="{left:.1}" y="{:.1}" class="tick">{}</text><text x="{right:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text><text x="{mx:.1}" y="{:.1}" class="tick" text-anchor="middle" fill="#b91c1c">{}</text>"##,
+        r##"<line x1="{left:.1}" y1="{bottom:.1}" x2="{right:.1}" y2="{bottom:.1}" stroke="#9ca3af"/><text x="{left:.1}" y="{:.1}" class="tick">{}</text><text x="{left:.1}" y="{:.1}" class="tick">{}</text><text x="{right:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
         bottom + 14.0,
         esc(&fmt_clock(t_min)),
         bottom + 27.0,
         esc(&fmt_date(t_min)),
         bottom + 14.0,
         esc(&fmt_clock(t_max)),
-        bottom + 27.0,
-        esc(&fmt_clock(alert.window_start))
     );
+    // The alert's time under its column, unless it would overwrite the edge labels.
+    if mx - left > 70.0 && right - mx > 70.0 {
+        let _ = write!(
+            s,
+            r##"<text x="{mx:.1}" y="{:.1}" class="tick" text-anchor="middle" fill="#b91c1c">{}</text>"##,
+            bottom + 27.0,
+            esc(&fmt_clock(alert.window_start))
+        );
+    }
     s.push_str("</svg>");
     s
 }
