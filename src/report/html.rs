@@ -32,7 +32,7 @@ td.mono{white-space:nowrap}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12.5px}
 .bar{height:8px;border-radius:4px;background:#ea580c;display:inline-block;vertical-align:middle}
 .badge{display:inline-block;white-space:nowrap;border-radius:999px;padding:1px 9px;color:#fff;font-size:11.5px;font-weight:600;text-transform:uppercase;letter-spacing:.03em}

@@ -251,6 +251,47 @@ impl PipelineMeter {
 mod tests {
     use super::*;
 
+    /// Every metric this module records.
+    const ALL: &[&str] = &[
+        RECORDS_TOTAL,
+        BAD_RECORDS_TOTAL,
+        LATE_RECORDS_TOTAL,
+        WINDOWS_CLOSED_TOTAL,
+        WINDOW_CLOSE_SECONDS,
+        WORKLOADS,
+        ALERTS_TOTAL,
+        ACTIONS_TOTAL,
+        QUARANTINES_ACTIVE,
+        KAFKA_CONSUMER_LAG,
+        CHECKPOINT_AGE_SECONDS,
+        SINK_ERRORS_TOTAL,
+        READY,
+        CONFIG_RELOADS_TOTAL,
+        BUILD_INFO,
+    ];
+
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_we_export() {
+        let text = include_str!("../../config/grafana-dashboard.json");
+        let dash: serde_json::Value = serde_json::from_str(text).expect("dashboard is JSON");
+        let panels = dash["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10);
+        let mut used = 0;
+        for p in panels {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr");
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if let Some(name) = word.strip_prefix("flowwarden_").map(|_| word) {
+                        let base = name.strip_suffix("_bucket").unwrap_or(name);
+                        assert!(ALL.contains(&base), "dashboard uses unknown metric {name}");
+                        used += 1;
+                    }
+                }
+            }
+        }
+        assert!(used >= ALL.len() - 1, "most metrics have a panel");
+    }
+
     #[test]
     fn meter_reports_differences_and_the_recorder_renders_them() {
         let handle = install().expect("recorder");
