@@ -14,7 +14,12 @@ fn flowwarden(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run flowwarden");
-    assert!(out.status.success(), "{:?}: {}", args, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -30,8 +35,11 @@ fn make_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         .collect();
     append(&flows, &text);
     let config = dir.join("flowwarden.toml");
-    std::fs::write(&config, "[window]\nlength = \"15s\"\nallowed_lateness = \"0s\"\n[alerts]\nstdout = false\n")
-        .expect("config");
+    std::fs::write(
+        &config,
+        "[window]\nlength = \"15s\"\nallowed_lateness = \"0s\"\n[alerts]\nstdout = false\n",
+    )
+    .expect("config");
     let alerts = dir.join("alerts.jsonl");
     flowwarden(&[
         "replay".as_ref(),
@@ -65,7 +73,10 @@ fn make_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn report_is_self_contained_and_names_what_happened() {
     let dir = tempfile::tempdir().expect("tmp");
     let (flows, alerts, actions) = make_run(dir.path());
-    assert!(!read_alerts(&alerts).is_empty(), "the replay must raise alerts");
+    assert!(
+        !read_alerts(&alerts).is_empty(),
+        "the replay must raise alerts"
+    );
     let out = dir.path().join("report.html");
     flowwarden(&[
         "report".as_ref(),
@@ -82,17 +93,35 @@ fn report_is_self_contained_and_names_what_happened() {
     assert!(html.starts_with("<!doctype html>"));
     assert!(!html.contains("<script"), "no JavaScript");
     let without_svg_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
-    assert!(!without_svg_ns.contains("http://") && !without_svg_ns.contains("https://"), "no external assets");
+    assert!(
+        !without_svg_ns.contains("http://") && !without_svg_ns.contains("https://"),
+        "no external assets"
+    );
     assert!(html.contains("shop/scanner-a-*") && html.contains("shop/scanner-b-*"));
     assert!(html.contains("port_scan"));
-    assert!(html.contains("10m"), "the released quarantine lasted 10 minutes");
-    assert!(html.contains("port_scan &lt;b&gt;high&lt;/b&gt;"), "input text is escaped");
+    assert!(
+        html.contains("10m"),
+        "the released quarantine lasted 10 minutes"
+    );
+    assert!(
+        html.contains("port_scan &lt;b&gt;high&lt;/b&gt;"),
+        "input text is escaped"
+    );
     assert!(html.contains("<svg"), "charts are inline SVG");
-    assert!(html.contains("Series recomputed from"), "series come from --input");
+    assert!(
+        html.contains("Series recomputed from"),
+        "series come from --input"
+    );
 
     // Without --input the charts fall back to the alerts' own points.
     let out2 = dir.path().join("report-no-input.html");
-    flowwarden(&["report".as_ref(), "--alerts".as_ref(), alerts.as_os_str(), "--out".as_ref(), out2.as_os_str()]);
+    flowwarden(&[
+        "report".as_ref(),
+        "--alerts".as_ref(),
+        alerts.as_os_str(),
+        "--out".as_ref(),
+        out2.as_os_str(),
+    ]);
     let html2 = std::fs::read_to_string(&out2).expect("report");
     assert!(html2.contains("No flow logs given"));
     assert!(html2.contains("No actions file given"));
@@ -100,7 +129,12 @@ fn report_is_self_contained_and_names_what_happened() {
 
 fn find_chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
         for dir in std::env::split_paths(&path) {
             let p = dir.join(name);
             if p.is_file() {
@@ -180,14 +214,26 @@ fn report_renders_in_headless_chromium() {
     let info = reader.next_frame(&mut buf).expect("png frame");
     let channels = info.color_type.samples();
     assert!(channels >= 3, "colour screenshot expected");
-    assert!(info.width >= 1000 && info.height >= 1000, "{}x{}", info.width, info.height);
+    assert!(
+        info.width >= 1000 && info.height >= 1000,
+        "{}x{}",
+        info.width,
+        info.height
+    );
     let pixels: Vec<[u8; 3]> = buf[..info.buffer_size()]
         .chunks_exact(channels)
         .map(|p| [p[0], p[1], p[2]])
         .collect();
     let distinct: std::collections::HashSet<[u8; 3]> = pixels.iter().copied().collect();
-    assert!(distinct.len() > 50, "only {} distinct colours: blank page?", distinct.len());
-    let mean: f64 = pixels.iter().map(|p| p.iter().map(|&c| c as f64).sum::<f64>() / 3.0).sum::<f64>()
+    assert!(
+        distinct.len() > 50,
+        "only {} distinct colours: blank page?",
+        distinct.len()
+    );
+    let mean: f64 = pixels
+        .iter()
+        .map(|p| p.iter().map(|&c| c as f64).sum::<f64>() / 3.0)
+        .sum::<f64>()
         / pixels.len() as f64;
     let var: f64 = pixels
         .iter()

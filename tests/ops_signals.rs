@@ -27,7 +27,10 @@ fn ids(alerts: &Path) -> BTreeSet<String> {
 /// lands separately; until then the checkpoint assertion below is skipped).
 fn checkpoint_key() -> Option<String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowwarden.toml")])
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowwarden.toml"),
+        ])
         .output()
         .ok()?;
     let effective: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).ok()?;
@@ -46,7 +49,10 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     let port = free_port();
     let checkpoint = dir.path().join("checkpoint");
     let extra = match checkpoint_key() {
-        Some(key) => format!("[checkpoint]\n{key} = {:?}\n", checkpoint.display().to_string()),
+        Some(key) => format!(
+            "[checkpoint]\n{key} = {:?}\n",
+            checkpoint.display().to_string()
+        ),
         None => {
             eprintln!("note: this build has no [checkpoint] section; the checkpoint-file assertion is skipped");
             String::new()
@@ -58,7 +64,13 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
 
     // Run 1: windows 0-8, a port scan in window 6.
     let part1: String = (0..9)
-        .map(|w| if w == 6 { normal_window(w) + &scan_window(w, "scanner-a", 40) } else { normal_window(w) })
+        .map(|w| {
+            if w == 6 {
+                normal_window(w) + &scan_window(w, "scanner-a", 40)
+            } else {
+                normal_window(w)
+            }
+        })
         .collect();
     append(&flows, &part1);
     let run1 = dir.path().join("alerts-1.jsonl");
@@ -68,17 +80,35 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     d.wait_records(part1.lines().count());
     d.signal("TERM");
     let status = d.wait_exit();
-    assert!(status.success(), "SIGTERM must exit 0, got {status}:\n{}", d.log_text());
-    assert!(d.log_text().contains("flowwarden stopped"), "{}", d.log_text());
+    assert!(
+        status.success(),
+        "SIGTERM must exit 0, got {status}:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text().contains("flowwarden stopped"),
+        "{}",
+        d.log_text()
+    );
     if !extra.is_empty() {
-        assert!(checkpoint.exists(), "SIGTERM must leave a checkpoint at {}", checkpoint.display());
+        assert!(
+            checkpoint.exists(),
+            "SIGTERM must leave a checkpoint at {}",
+            checkpoint.display()
+        );
     }
     drop(d);
 
     // While it is down: windows 9-14 with a second scan in window 12, then a record far enough
     // ahead that every window before it closes.
     let part2: String = (9..15)
-        .map(|w| if w == 12 { normal_window(w) + &scan_window(w, "scanner-b", 40) } else { normal_window(w) })
+        .map(|w| {
+            if w == 12 {
+                normal_window(w) + &scan_window(w, "scanner-b", 40)
+            } else {
+                normal_window(w)
+            }
+        })
         .chain([normal_window(20)])
         .collect();
     append(&flows, &part2);
@@ -90,7 +120,11 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     d.wait_healthy();
     d.wait_records(part2.lines().count());
     // Window 19 closes once window 20's record is in: wait for that record's batch to be done.
-    wait_for("scanner-b alert", || port_scanners(&run2).contains("shop/scanner-b-*").then_some(()));
+    wait_for("scanner-b alert", || {
+        port_scanners(&run2)
+            .contains("shop/scanner-b-*")
+            .then_some(())
+    });
     d.signal("TERM");
     assert!(d.wait_exit().success(), "{}", d.log_text());
 
@@ -105,15 +139,26 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
         .arg(&flows)
         .output()
         .expect("replay");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let closed_before = T0 + 20 * WINDOW;
     let expected: BTreeSet<String> = read_alerts(&reference)
         .iter()
-        .filter(|a| a["window_start"].as_i64().is_some_and(|s| s < closed_before))
+        .filter(|a| {
+            a["window_start"]
+                .as_i64()
+                .is_some_and(|s| s < closed_before)
+        })
         .filter_map(|a| a["id"].as_str().map(str::to_string))
         .collect();
     let scanners = port_scanners(&reference);
-    assert!(scanners.contains("shop/scanner-a-*") && scanners.contains("shop/scanner-b-*"), "{scanners:?}");
+    assert!(
+        scanners.contains("shop/scanner-a-*") && scanners.contains("shop/scanner-b-*"),
+        "{scanners:?}"
+    );
     let seen: BTreeSet<String> = ids(&run1).union(&ids(&run2)).cloned().collect();
     let lost: Vec<&String> = expected.difference(&seen).collect();
     assert!(lost.is_empty(), "alerts lost across the restart: {lost:?}");
@@ -127,13 +172,24 @@ fn sighup_reloads_thresholds_and_keeps_the_old_config_when_the_new_one_is_bad() 
     let config = dir.path().join("flowwarden.toml");
     let port = free_port();
     let with_threshold = |t: &str| {
-        daemon_config(&flows, &alerts, port, &format!("[detect.port_scan]\ndistinct_denied_ports = {t}\n"))
+        daemon_config(
+            &flows,
+            &alerts,
+            port,
+            &format!("[detect.port_scan]\ndistinct_denied_ports = {t}\n"),
+        )
     };
     std::fs::write(&config, with_threshold("50")).expect("config");
 
     // 20 denied ports: below the first threshold (50).
     let part1: String = (0..6)
-        .map(|w| if w == 4 { normal_window(w) + &scan_window(w, "scanner-a", 20) } else { normal_window(w) })
+        .map(|w| {
+            if w == 4 {
+                normal_window(w) + &scan_window(w, "scanner-a", 20)
+            } else {
+                normal_window(w)
+            }
+        })
         .collect();
     append(&flows, &part1);
     let mut d = Daemon::start(&config, &dir.path().join("daemon.log"), port);
@@ -145,7 +201,13 @@ fn sighup_reloads_thresholds_and_keeps_the_old_config_when_the_new_one_is_bad() 
     d.signal("HUP");
     d.wait_log("configuration reloaded");
     let part2: String = (6..10)
-        .map(|w| if w == 7 { normal_window(w) + &scan_window(w, "scanner-b", 20) } else { normal_window(w) })
+        .map(|w| {
+            if w == 7 {
+                normal_window(w) + &scan_window(w, "scanner-b", 20)
+            } else {
+                normal_window(w)
+            }
+        })
         .collect();
     append(&flows, &part2);
     let mut total = part1.lines().count() + part2.lines().count();
@@ -156,22 +218,58 @@ fn sighup_reloads_thresholds_and_keeps_the_old_config_when_the_new_one_is_bad() 
     d.signal("HUP");
     d.wait_log("reload failed");
     let log = d.log_text();
-    assert!(log.contains("detect.port_scan.distinct_denied_ports"), "the error names the key:\n{log}");
+    assert!(
+        log.contains("detect.port_scan.distinct_denied_ports"),
+        "the error names the key:\n{log}"
+    );
     let part3: String = (10..14)
-        .map(|w| if w == 11 { normal_window(w) + &scan_window(w, "scanner-c", 20) } else { normal_window(w) })
+        .map(|w| {
+            if w == 11 {
+                normal_window(w) + &scan_window(w, "scanner-c", 20)
+            } else {
+                normal_window(w)
+            }
+        })
         .collect();
     append(&flows, &part3);
     total += part3.lines().count();
     d.wait_records(total);
-    wait_for("scanner-c alert", || port_scanners(&alerts).contains("shop/scanner-c-*").then_some(()));
+    wait_for("scanner-c alert", || {
+        port_scanners(&alerts)
+            .contains("shop/scanner-c-*")
+            .then_some(())
+    });
     let reloads = d.scrape();
-    assert_eq!(metric(&reloads, "flowwarden_config_reloads_total", &["result=\"ok\""]), Some(1.0));
-    assert_eq!(metric(&reloads, "flowwarden_config_reloads_total", &["result=\"error\""]), Some(1.0));
+    assert_eq!(
+        metric(
+            &reloads,
+            "flowwarden_config_reloads_total",
+            &["result=\"ok\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &reloads,
+            "flowwarden_config_reloads_total",
+            &["result=\"error\""]
+        ),
+        Some(1.0)
+    );
 
     d.signal("TERM");
     assert!(d.wait_exit().success(), "{}", d.log_text());
     let scanners = port_scanners(&alerts);
-    assert!(!scanners.contains("shop/scanner-a-*"), "scanner-a was below the first threshold: {scanners:?}");
-    assert!(scanners.contains("shop/scanner-b-*"), "reloaded threshold applies: {scanners:?}");
-    assert!(scanners.contains("shop/scanner-c-*"), "bad reload keeps the previous threshold: {scanners:?}");
+    assert!(
+        !scanners.contains("shop/scanner-a-*"),
+        "scanner-a was below the first threshold: {scanners:?}"
+    );
+    assert!(
+        scanners.contains("shop/scanner-b-*"),
+        "reloaded threshold applies: {scanners:?}"
+    );
+    assert!(
+        scanners.contains("shop/scanner-c-*"),
+        "bad reload keeps the previous threshold: {scanners:?}"
+    );
 }

@@ -41,8 +41,19 @@ pub fn flow_line(t: i64, src: &str, dst: &str, port: u16, action: &str, bytes: u
 pub fn normal_window(w: i64) -> String {
     let t = T0 + w * WINDOW;
     let mut s = String::new();
-    for (src, dst, port) in [("web", "api", 8080), ("api", "db", 5432), ("api", "cache", 6379)] {
-        s.push_str(&flow_line(t, src, dst, port, "allow", 2000 + (w as u64 % 3) * 10));
+    for (src, dst, port) in [
+        ("web", "api", 8080),
+        ("api", "db", 5432),
+        ("api", "cache", 6379),
+    ] {
+        s.push_str(&flow_line(
+            t,
+            src,
+            dst,
+            port,
+            "allow",
+            2000 + (w as u64 % 3) * 10,
+        ));
     }
     s
 }
@@ -78,11 +89,18 @@ pub fn free_port() -> u16 {
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
     let status = raw.split_whitespace().nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -93,7 +111,9 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         if line.starts_with('#') {
             continue;
         }
-        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let (metric_name, label_part) = match key.split_once('{') {
             Some((n, l)) => (n, l),
             None => (key, ""),
@@ -164,7 +184,9 @@ impl Daemon {
 
     /// The `/metrics` text.
     pub fn scrape(&self) -> String {
-        http_get(self.metrics, "/metrics").map(|(_, b)| b).unwrap_or_default()
+        http_get(self.metrics, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// Records decoded so far (`flowwarden_records_total`, all sources).
@@ -182,7 +204,9 @@ impl Daemon {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) {
-        wait_for(&format!("log line {needle:?}"), || self.log_text().contains(needle).then_some(()));
+        wait_for(&format!("log line {needle:?}"), || {
+            self.log_text().contains(needle).then_some(())
+        });
     }
 
     /// Sends a signal by name (`TERM`, `HUP`).
