@@ -152,6 +152,8 @@ pub struct Config {
     pub log: crate::telemetry::LogConfig,
     /// Daemon process behaviour.
     pub daemon: DaemonConfig,
+    /// Quarantine responder.
+    pub respond: crate::respond::RespondConfig,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];
@@ -239,6 +241,9 @@ impl Config {
         self.log.validate().map_err(|(k, m)| key(&k, m))?;
         humantime::parse_duration(&self.daemon.shutdown_timeout)
             .map_err(|e| key("daemon.shutdown_timeout", e.to_string()))?;
+        self.respond
+            .validate()
+            .map_err(|e| key(&e.key, e.message.clone()))?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 
 use crate::alert::{Alert, Severity};
 use crate::pipeline::RunStats;
+use crate::respond::{ActionKind, ActionRecord, Decision};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
@@ -179,9 +180,33 @@ pub fn set_workloads(n: u64) {
     gauge!(WORKLOADS).set(n as f64);
 }
 
-/// Counts one responder decision (`action`: quarantine/release/skip; `outcome`: applied, dry_run,
-/// skipped, failed, ...).
-pub fn record_action(action: &str, outcome: &str) {
+/// Counts one responder decision: `action` (quarantine, release, skip), `outcome` (the audit
+/// decision: quarantined, escalated, skipped, released, expired) and `dry_run`.
+pub fn record_action(r: &ActionRecord) {
+    let action = match r.action {
+        ActionKind::Quarantine => "quarantine",
+        ActionKind::Release => "release",
+        ActionKind::Skip => "skip",
+    };
+    let outcome = match r.decision {
+        Decision::Quarantined => "quarantined",
+        Decision::Escalated => "escalated",
+        Decision::Skipped => "skipped",
+        Decision::Released => "released",
+        Decision::Expired => "expired",
+    };
+    counter!(
+        ACTIONS_TOTAL,
+        "action" => action,
+        "outcome" => outcome,
+        "dry_run" => if r.dry_run { "true" } else { "false" }
+    )
+    .increment(1);
+}
+
+/// Counts an action outcome that is not a decision record (e.g. `("quarantine", "failed")` when an
+/// actuator could not apply it).
+pub fn record_action_outcome(action: &str, outcome: &str) {
     counter!(ACTIONS_TOTAL, "action" => action.to_owned(), "outcome" => outcome.to_owned())
         .increment(1);
 }
