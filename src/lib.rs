@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod eval;
 pub mod flow;
 pub mod pipeline;
 pub mod report;

@@ -24,6 +24,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Run the daemon: sources and sinks from config, until SIGTERM/SIGINT.
     Run(cli::run::RunArgs),
+    /// Replay inputs with scores and judge them against labels and episodes (ROC/PR-AUC, detection).
+    Eval(cli::eval::EvalArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
     /// Write an HTML report of a run (alerts, quarantines, series) for an analyst.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Report(a) => flowwarden::report::run(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),

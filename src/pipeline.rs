@@ -177,6 +177,11 @@ impl Pipeline {
         s
     }
 
+    /// Event-time watermark (epoch s), once known.
+    pub fn watermark(&self) -> Option<i64> {
+        self.clock.as_ref().and_then(|c| c.watermark())
+    }
+
     /// Window length, once known.
     pub fn window_length(&self) -> Option<i64> {
         self.clock.as_ref().map(|c| c.len())

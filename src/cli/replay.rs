@@ -1,8 +1,10 @@
 //! `flowwarden replay`: read files as fast as possible in event time, write alerts, scores, dead
 //! letters and a summary, and exit.
 
+use crate::alert::Alert;
 use crate::config::Config;
 use crate::pipeline::{Pipeline, PipelineOptions, RunStats};
+use crate::respond::ResponseStage;
 use crate::sink::{AlertSink, FanOut, JsonLinesSink};
 use crate::source::{open_inputs, FileSourceOptions, LineBatch, Poll};
 use serde::Serialize;
@@ -32,6 +34,9 @@ pub struct ReplayArgs {
     /// Rejected lines as JSON lines (overrides `[dead_letter] file`).
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
+    /// Quarantine decisions (action records: quarantine, release, skip) as JSON lines.
+    #[arg(long)]
+    pub actions: Option<PathBuf>,
     /// Worker threads (default: `[pipeline] threads`, 0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -53,19 +58,97 @@ pub struct Summary {
 pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     let cfg = Arc::new(super::load_config(a.config.as_deref())?);
     let threads = cfg.effective_threads(a.threads);
-    let mut pipeline = Pipeline::new(
-        Arc::clone(&cfg),
-        PipelineOptions {
-            threads,
-            scores: a.scores.is_some(),
+    let mut sinks = alert_sinks(&cfg, a.alerts.as_deref())?;
+    let dead_letter = a.dead_letter.as_ref().or(cfg.dead_letter.file.as_ref());
+    let opts = PipelineOptions {
+        threads,
+        scores: a.scores.is_some(),
+    };
+    let mut response = match &a.actions {
+        Some(path) => Some(ResponseStage::new(&cfg.respond, Some(path))?),
+        None => None,
+    };
+    let response_cell = std::cell::RefCell::new(response.as_mut());
+    let outcome = run_pipeline(
+        &cfg,
+        &a.inputs,
+        opts,
+        dead_letter.map(PathBuf::as_path),
+        &mut |alert| {
+            sinks.send(alert)?;
+            if let Some(r) = response_cell.borrow_mut().as_mut() {
+                r.handle(std::slice::from_ref(alert), alert.time)?;
+            }
+            Ok(())
+        },
+        &mut |watermark| {
+            if let Some(r) = response_cell.borrow_mut().as_mut() {
+                r.handle(&[], watermark)?;
+            }
+            Ok(())
         },
     )?;
-    if let Some(path) = a.dead_letter.as_ref().or(cfg.dead_letter.file.as_ref()) {
+    sinks.flush()?;
+    if let Some(r) = response_cell.borrow_mut().as_mut() {
+        r.flush()?;
+    }
+    if let Some(path) = &a.scores {
+        write_scores(path, &outcome.scores)?;
+    }
+    let summary = Summary {
+        records_per_s: if outcome.elapsed_s > 0.0 {
+            outcome.stats.records as f64 / outcome.elapsed_s
+        } else {
+            0.0
+        },
+        elapsed_s: outcome.elapsed_s,
+        stats: outcome.stats,
+    };
+    tracing::info!(
+        records = summary.stats.records,
+        bad = summary.stats.bad_records,
+        late = summary.stats.late_records,
+        alerts = summary.stats.alerts,
+        records_per_s = summary.records_per_s as u64,
+        "replay finished"
+    );
+    if let Some(path) = &a.summary_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What one pass of the pipeline over the inputs produced (besides the alerts).
+#[derive(Debug)]
+pub struct PipelineRun {
+    /// Pipeline counters.
+    pub stats: RunStats,
+    /// One score per input line in input order (NaN: did not decode); empty unless `opts.scores`.
+    pub scores: Vec<f32>,
+    /// Window length the pipeline used (seconds), once known.
+    pub window_length: Option<i64>,
+    /// Wall time.
+    pub elapsed_s: f64,
+}
+
+/// Runs the pipeline over `inputs` to their end (the replay loop), handing each alert to `on_alert`
+/// as its window closes. Shared by `replay` and `eval`.
+pub fn run_pipeline(
+    cfg: &Arc<Config>,
+    inputs: &[String],
+    opts: PipelineOptions,
+    dead_letter: Option<&std::path::Path>,
+    on_alert: &mut dyn FnMut(&Alert) -> anyhow::Result<()>,
+    on_watermark: &mut dyn FnMut(i64) -> anyhow::Result<()>,
+) -> anyhow::Result<PipelineRun> {
+    let scores = opts.scores;
+    let mut pipeline = Pipeline::new(Arc::clone(cfg), opts)?;
+    if let Some(path) = dead_letter {
         pipeline.set_dead_letters(Box::new(JsonLinesSink::create(path)?));
     }
-    let mut sinks = alert_sinks(&cfg, a.alerts.as_deref())?;
     let mut source = open_inputs(
-        &a.inputs,
+        inputs,
         &FileSourceOptions {
             max_line_bytes: cfg.input.max_line_bytes,
             ..FileSourceOptions::default()
@@ -84,15 +167,17 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         // Line bytes plus their newlines: matches the file size for plain files.
         progress.inc(batch.len() as u64, (batch.data.len() + batch.len()) as u64);
         for alert in pipeline.push(&batch)? {
-            sinks.send(&alert)?;
+            on_alert(&alert)?;
+        }
+        if let Some(wm) = pipeline.watermark() {
+            on_watermark(wm)?;
         }
     }
     progress.finish();
     for alert in pipeline.finish()? {
-        sinks.send(&alert)?;
+        on_alert(&alert)?;
     }
-    sinks.flush()?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed_s = started.elapsed().as_secs_f64();
     let stats = pipeline.stats();
     if stats.bad_records > 0 {
         tracing::warn!(
@@ -100,31 +185,16 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
             "some lines were rejected (see the dead-letter output)"
         );
     }
-    if let Some(path) = &a.scores {
-        write_scores(path, &pipeline.take_scores())?;
-    }
-    let summary = Summary {
-        records_per_s: if elapsed > 0.0 {
-            stats.records as f64 / elapsed
-        } else {
-            0.0
-        },
-        elapsed_s: elapsed,
+    Ok(PipelineRun {
         stats,
-    };
-    tracing::info!(
-        records = summary.stats.records,
-        bad = summary.stats.bad_records,
-        late = summary.stats.late_records,
-        alerts = summary.stats.alerts,
-        records_per_s = summary.records_per_s as u64,
-        "replay finished"
-    );
-    if let Some(path) = &a.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
+        scores: if scores {
+            pipeline.take_scores()
+        } else {
+            Vec::new()
+        },
+        window_length: pipeline.window_length(),
+        elapsed_s,
+    })
 }
 
 /// Total size of the inputs when every one is a plain uncompressed file (for a progress bar with an
