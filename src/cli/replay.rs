@@ -155,7 +155,7 @@ pub fn run_pipeline(
         },
     )?;
     let started = Instant::now();
-    let mut progress = crate::telemetry::progress(input_bytes(&a.inputs), "replay");
+    let mut progress = crate::telemetry::progress(input_bytes(inputs), "replay");
     let mut batch = LineBatch::new();
     loop {
         batch.clear();
