@@ -102,6 +102,31 @@ pub struct PipelineConfig {
     pub threads: usize,
 }
 
+/// `[daemon]`: process behaviour of `flowwarden run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// After SIGTERM/SIGINT, the longest the daemon may take to finish in-flight batches, flush
+    /// sinks and checkpoint before it exits anyway (code 70) saying so.
+    pub shutdown_timeout: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_timeout: "30s".into(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The shutdown bound.
+    pub fn shutdown_bound(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.shutdown_timeout)
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -124,6 +149,12 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Dead letters.
     pub dead_letter: DeadLetterConfig,
+    /// Prometheus metrics and health endpoints.
+    pub metrics: crate::telemetry::MetricsConfig,
+    /// Log level.
+    pub log: crate::telemetry::LogConfig,
+    /// Daemon process behaviour.
+    pub daemon: DaemonConfig,
     /// Quarantine responder.
     pub respond: crate::respond::RespondConfig,
 }
@@ -210,6 +241,10 @@ impl Config {
         self.baseline.validate().map_err(|(k, m)| key(&k, m))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;
+        self.metrics.validate().map_err(|(k, m)| key(&k, m))?;
+        self.log.validate().map_err(|(k, m)| key(&k, m))?;
+        humantime::parse_duration(&self.daemon.shutdown_timeout)
+            .map_err(|e| key("daemon.shutdown_timeout", e.to_string()))?;
         self.respond
             .validate()
             .map_err(|e| key(&e.key, e.message.clone()))?;

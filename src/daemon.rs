@@ -91,6 +91,10 @@ pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
 /// Runs the daemon until the source ends or a shutdown signal arrives.
 pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::Result<()> {
     let mut cfg = Arc::new(cfg);
+    crate::telemetry::apply_log_config(&cfg.log);
+    let _telemetry = crate::telemetry::start(&cfg.metrics)?;
+    let bound = cfg.daemon.shutdown_bound();
+    crate::telemetry::spawn_shutdown_watchdog(Arc::clone(&signals.shutdown), bound)?;
     let threads = cfg.effective_threads(None);
     let mut pipeline = Pipeline::new(
         Arc::clone(&cfg),
@@ -104,6 +108,8 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     }
     let mut sinks = crate::cli::replay::alert_sinks(&cfg, None)?;
     let mut source = build_source(&cfg)?;
+    crate::telemetry::set_source_connected(true);
+    let mut meter = crate::telemetry::PipelineMeter::new(&cfg.source.kind);
     let poll_interval =
         humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let mut batch = LineBatch::new();
@@ -113,11 +119,14 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         if signals.reload.swap(false, Ordering::SeqCst) {
             match crate::config::Config::load_or_default(cfg_path.as_deref()) {
                 Ok(new_cfg) => {
+                    crate::telemetry::record_reload(true);
+                    crate::telemetry::apply_log_config(&new_cfg.log);
                     pipeline.reconfigure(&new_cfg);
                     cfg = Arc::new(new_cfg);
                     tracing::info!("configuration reloaded (baselines kept)");
                 }
                 Err(e) => {
+                    crate::telemetry::record_reload(false);
                     tracing::error!(error = %e, "reload failed; keeping the old configuration")
                 }
             }
@@ -126,8 +135,10 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
         if !batch.is_empty() {
             for alert in pipeline.push(&batch)? {
+                crate::telemetry::record_alert(&alert);
                 sinks.send(&alert)?;
             }
+            meter.observe(&pipeline.stats());
             sinks.flush()?;
             source.batch_done();
         }
@@ -142,6 +153,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     }
     if ended {
         for alert in pipeline.finish()? {
+            crate::telemetry::record_alert(&alert);
             sinks.send(&alert)?;
         }
     }

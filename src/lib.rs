@@ -14,6 +14,7 @@ pub mod detect;
 pub mod eval;
 pub mod flow;
 pub mod pipeline;
+pub mod report;
 pub mod respond;
 pub mod simulate;
 pub mod sink;

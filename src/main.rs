@@ -30,6 +30,8 @@ enum Command {
     CheckConfig(cli::CheckConfigArgs),
     /// Write simulated Calico flow logs with labelled attacks.
     Generate(flowwarden::simulate::GenerateArgs),
+    /// Write an HTML report of a run (alerts, quarantines, series) for an analyst.
+    Report(flowwarden::report::ReportArgs),
     /// The quarantine tier and policy (`policy install`).
     #[command(subcommand)]
     Policy(flowwarden::respond::PolicyCommand),
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Generate(a) => flowwarden::simulate::run_generate(&a),
+        Command::Report(a) => flowwarden::report::run(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),
         Command::Quarantine(c) => flowwarden::respond::run_quarantine(c),
     };

@@ -402,7 +402,9 @@ impl Pipeline {
     fn close_windows(&mut self, ws: &[i64]) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for &w in ws {
+            let started = std::time::Instant::now();
             alerts.extend(self.close_window(w));
+            crate::telemetry::record_window_close(1, started.elapsed());
         }
         alerts
     }

@@ -155,6 +155,7 @@ pub fn run_pipeline(
         },
     )?;
     let started = Instant::now();
+    let mut progress = crate::telemetry::progress(input_bytes(inputs), "replay");
     let mut batch = LineBatch::new();
     loop {
         batch.clear();
@@ -163,6 +164,8 @@ pub fn run_pipeline(
             Poll::Idle if batch.is_empty() => continue,
             _ => {}
         }
+        // Line bytes plus their newlines: matches the file size for plain files.
+        progress.inc(batch.len() as u64, (batch.data.len() + batch.len()) as u64);
         for alert in pipeline.push(&batch)? {
             on_alert(&alert)?;
         }
@@ -170,6 +173,7 @@ pub fn run_pipeline(
             on_watermark(wm)?;
         }
     }
+    progress.finish();
     for alert in pipeline.finish()? {
         on_alert(&alert)?;
     }
@@ -190,6 +194,18 @@ pub fn run_pipeline(
         },
         window_length: pipeline.window_length(),
         elapsed_s,
+    })
+}
+
+/// Total size of the inputs when every one is a plain uncompressed file (for a progress bar with an
+/// ETA); `None` for stdin, `.gz`, directories and globs.
+fn input_bytes(inputs: &[String]) -> Option<u64> {
+    inputs.iter().try_fold(0u64, |total, spec| {
+        if spec == "-" || spec.ends_with(".gz") {
+            return None;
+        }
+        let meta = std::fs::metadata(spec).ok().filter(|m| m.is_file())?;
+        Some(total + meta.len())
     })
 }
 
