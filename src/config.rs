@@ -6,6 +6,7 @@
 
 use crate::alert::AlertsConfig;
 use crate::detect::DetectConfig;
+use crate::kafka::KafkaConfig;
 use crate::window::WindowConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -119,6 +120,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Dead letters.
     pub dead_letter: DeadLetterConfig,
+    /// Kafka brokers, input topics and output topics.
+    pub kafka: KafkaConfig,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];
@@ -192,6 +195,10 @@ impl Config {
             .map_err(|e| key("source.poll_interval", e.to_string()))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;
+        self.kafka.validate().map_err(|(k, m)| key(&k, m))?;
+        if self.source.kind == "kafka" && self.kafka.topics.is_empty() {
+            return Err(key("kafka.topics", "[source] kind = \"kafka\" needs at least one topic".into()));
+        }
         Ok(())
     }
 

@@ -77,6 +77,7 @@ pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
     match cfg.source.kind.as_str() {
         "file" => open_inputs(&cfg.source.paths, &file_opts),
         "stdin" => open_inputs(&["-".to_string()], &file_opts),
+        "kafka" => Ok(Box::new(crate::kafka::KafkaSource::new(&cfg.kafka, &[])?)),
         other => anyhow::bail!("source kind {other:?} is not available in this build"),
     }
 }
@@ -89,7 +90,15 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     if let Some(path) = &cfg.dead_letter.file {
         pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
     }
+    if let Some(topic) = &cfg.kafka.dead_letter_topic {
+        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
+        pipeline.set_dead_letters(Box::new(crate::kafka::sink::KafkaDeadLetterSink(producer)));
+    }
     let mut sinks = crate::cli::replay::alert_sinks(&cfg, None)?;
+    if let Some(topic) = &cfg.kafka.alerts_topic {
+        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
+        sinks.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
+    }
     let mut source = build_source(&cfg)?;
     let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
         .unwrap_or(Duration::from_millis(250));

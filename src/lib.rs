@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod flow;
+pub mod kafka;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

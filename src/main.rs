@@ -20,6 +20,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Run the daemon: sources and sinks from config, until SIGTERM/SIGINT.
     Run(cli::run::RunArgs),
+    /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
+    Produce(cli::produce::ProduceArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
 }
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
     };
     match result {
