@@ -118,6 +118,15 @@ impl TopicProducer {
         }
     }
 
+    /// Queues a prepared record (tests and tools that pick the partition themselves).
+    pub fn send_record<K, P>(&self, record: BaseRecord<'_, K, P>) -> anyhow::Result<()>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        self.producer.send(record).map_err(|(e, _)| anyhow::anyhow!("kafka send to {}: {e}", self.topic))
+    }
+
     /// Waits until every queued message is delivered; re-sends failures up to `delivery_retries`
     /// times, then returns an error naming how many were lost.
     pub fn flush(&mut self) -> anyhow::Result<()> {

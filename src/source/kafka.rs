@@ -771,4 +771,57 @@ mod tests {
         m.remove_partition(&key(0));
         assert_eq!(m.buffered(), 0);
     }
+
+    #[test]
+    fn source_merges_a_mock_cluster_topic_in_event_time_order_and_commits_on_checkpoint() {
+        use rdkafka::mocking::MockCluster;
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("flows", 3, 1).expect("topic");
+        let cfg = KafkaConfig {
+            bootstrap_servers: cluster.bootstrap_servers(),
+            stop_at_end: true,
+            idle_timeout: "5s".into(),
+            ..KafkaConfig::default()
+        };
+        let mut producer = crate::kafka::sink::TopicProducer::new(&cfg, "flows").expect("producer");
+        // Partition p holds times p, p+3, p+6, ...; two lines per message.
+        let mut expected = 0;
+        for p in 0..3i64 {
+            for i in 0..20i64 {
+                let t = p + 6 * i;
+                let payload = format!("{}\n{}\n", line(t, "x"), line(t + 3, "y"));
+                let record = rdkafka::producer::BaseRecord::to("flows").partition(p as i32).key("k").payload(&payload);
+                producer_send(&mut producer, record);
+                expected += 2;
+            }
+        }
+        producer.flush().expect("flush");
+        let mut source = KafkaSource::new(&cfg, &[]).expect("source");
+        let mut times = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "source did not reach the end");
+            let mut b = LineBatch::new();
+            let poll = source.poll_batch(&mut b, 7, 1 << 20).expect("poll");
+            for i in 0..b.len() {
+                times.push(extract_start_time(b.line(i)).expect("time"));
+                assert!(b.position(i).source.starts_with("kafka:flows/"));
+            }
+            if poll == Poll::End {
+                break;
+            }
+        }
+        assert_eq!(times.len(), expected);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "event-time order across partitions: {times:?}");
+        assert_eq!(source.lines_total(), expected as u64);
+        let positions = source.positions();
+        assert_eq!(positions.len(), 3);
+        assert!(positions.iter().all(|p| p.next_offset == 20));
+        let _ = source.checkpoint();
+        source.checkpoint_done();
+    }
+
+    fn producer_send(producer: &mut crate::kafka::sink::TopicProducer, record: rdkafka::producer::BaseRecord<'_, str, String>) {
+        producer.send_record(record).expect("send");
+    }
 }
