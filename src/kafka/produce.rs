@@ -50,6 +50,13 @@ pub fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32, replication
         .client_config()
         .create()
         .map_err(|e| anyhow::anyhow!("kafka admin client for {}: {e}", cfg.bootstrap_servers))?;
+    // An existing topic is left alone (and brokers without the CreateTopics API still work).
+    let timeout = std::time::Duration::from_secs(10);
+    if let Ok(md) = admin.inner().fetch_metadata(Some(topic), timeout) {
+        if md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+            return Ok(());
+        }
+    }
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     if compact {
         new = new.set("cleanup.policy", "compact");

@@ -633,6 +633,7 @@ impl LineSource for KafkaSource {
         Ok(if n > 0 {
             Poll::Data
         } else if self.stop_at_end && self.merger.all_at_end() {
+            tracing::info!(lines = self.lines_total, positions = ?self.merger.positions(), "kafka partitions read to their end");
             Poll::End
         } else {
             Poll::Idle

@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_flowwarden");
 
 /// The shared data directory (iot23 lives there).
+/// `FLOWWARDEN_DATA_DIR` overrides it (worktrees live one level deeper than the main checkout).
 pub fn data_file(name: &str) -> Option<PathBuf> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")).join(name);
+    let dir = std::env::var_os("FLOWWARDEN_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
+    let p = dir.join(name);
     p.exists().then_some(p)
 }
 
