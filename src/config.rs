@@ -114,6 +114,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Event-time windows.
     pub window: WindowConfig,
+    /// Baselines.
+    pub baseline: crate::baseline::BaselineConfig,
     /// Detectors.
     pub detect: DetectConfig,
     /// Alert output.
@@ -167,7 +169,9 @@ impl Config {
             key: k.to_string(),
             message: m,
         };
-        self.window.fixed_length().map_err(|m| key("window.length", m))?;
+        self.window
+            .fixed_length()
+            .map_err(|m| key("window.length", m))?;
         self.window
             .lateness_s()
             .map_err(|m| key("window.allowed_lateness", m))?;
@@ -183,16 +187,24 @@ impl Config {
         if !SOURCE_KINDS.contains(&self.source.kind.as_str()) {
             return Err(key(
                 "source.kind",
-                format!("{:?} is not one of {}", self.source.kind, SOURCE_KINDS.join(", ")),
+                format!(
+                    "{:?} is not one of {}",
+                    self.source.kind,
+                    SOURCE_KINDS.join(", ")
+                ),
             ));
         }
         if self.source.kind == "file" && self.source.paths.is_empty() {
-            return Err(key("source.paths", "kind = \"file\" needs at least one path".into()));
+            return Err(key(
+                "source.paths",
+                "kind = \"file\" needs at least one path".into(),
+            ));
         }
         crate::window::parse_duration_s(&self.source.simulate_duration)
             .map_err(|m| key("source.simulate_duration", m))?;
         humantime::parse_duration(&self.source.poll_interval)
             .map_err(|e| key("source.poll_interval", e.to_string()))?;
+        self.baseline.validate().map_err(|(k, m)| key(&k, m))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;
         self.kafka.validate().map_err(|(k, m)| key(&k, m))?;
@@ -205,7 +217,9 @@ impl Config {
     /// Worker threads to use (0 = one per core).
     pub fn effective_threads(&self, cli: Option<usize>) -> usize {
         match cli.unwrap_or(self.pipeline.threads) {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         }
     }
@@ -223,7 +237,10 @@ mod tests {
         let e = Config::from_toml("[window]\nlength = \"soon\"\n").unwrap_err();
         assert!(e.to_string().contains("window.length"), "{e}");
         let e = Config::from_toml("[detect.port_scan]\ndistinct_ports = \"many\"\n").unwrap_err();
-        assert!(e.to_string().contains("detect.port_scan.distinct_ports"), "{e}");
+        assert!(
+            e.to_string().contains("detect.port_scan.distinct_ports"),
+            "{e}"
+        );
         let e = Config::from_toml("[source]\nkind = \"carrier-pigeon\"\n").unwrap_err();
         assert!(e.to_string().contains("source.kind"), "{e}");
     }

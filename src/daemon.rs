@@ -43,7 +43,8 @@ impl Signals {
                     let (mut term, mut int, mut hup) = match streams {
                         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
                         _ => {
-                            let _ = ready_tx.send(Err(anyhow::anyhow!("cannot install signal handlers")));
+                            let _ = ready_tx
+                                .send(Err(anyhow::anyhow!("cannot install signal handlers")));
                             return;
                         }
                     };
@@ -66,8 +67,8 @@ impl Signals {
 
 /// Builds the source named by `[source] kind`.
 pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
-    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
-        .unwrap_or(Duration::from_millis(250));
+    let poll_interval =
+        humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let file_opts = FileSourceOptions {
         follow: cfg.source.follow,
         poll_interval,
@@ -86,7 +87,13 @@ pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
 pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::Result<()> {
     let mut cfg = Arc::new(cfg);
     let threads = cfg.effective_threads(None);
-    let mut pipeline = Pipeline::new(Arc::clone(&cfg), PipelineOptions { threads, scores: false })?;
+    let mut pipeline = Pipeline::new(
+        Arc::clone(&cfg),
+        PipelineOptions {
+            threads,
+            scores: false,
+        },
+    )?;
     if let Some(path) = &cfg.dead_letter.file {
         pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
     }
@@ -100,8 +107,8 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         sinks.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
     }
     let mut source = build_source(&cfg)?;
-    let poll_interval = humantime::parse_duration(&cfg.source.poll_interval)
-        .unwrap_or(Duration::from_millis(250));
+    let poll_interval =
+        humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let mut batch = LineBatch::new();
     tracing::info!(source = %cfg.source.kind, threads, "flowwarden running");
     let mut ended = false;
@@ -113,7 +120,9 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
                     cfg = Arc::new(new_cfg);
                     tracing::info!("configuration reloaded (baselines kept)");
                 }
-                Err(e) => tracing::error!(error = %e, "reload failed; keeping the old configuration"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the old configuration")
+                }
             }
         }
         batch.clear();

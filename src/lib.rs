@@ -6,8 +6,8 @@
 //! [`config`] holds every option.
 
 pub mod alert;
-pub mod cli;
 pub mod baseline;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;

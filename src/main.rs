@@ -5,7 +5,11 @@ use flowwarden::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "flowwarden", version, about = "Anomaly detection and quarantine for Calico flow logs")]
+#[command(
+    name = "flowwarden",
+    version,
+    about = "Anomaly detection and quarantine for Calico flow logs"
+)]
 struct Cli {
     /// Log format: `auto` (human on a terminal, JSON otherwise), `human` or `json`.
     #[arg(long, global = true, default_value = "auto")]

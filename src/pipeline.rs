@@ -10,10 +10,11 @@
 //! 4. close: windows below the watermark are scored shard by shard, findings are sorted, turned into
 //!    alerts, and baselines updated.
 
-use crate::alert::AlertBook;
 use crate::alert::Alert;
-use crate::baseline::{BaselineStore, BaselineConfig};
+use crate::alert::AlertBook;
+use crate::baseline::{BaselineStore, ClusterState};
 use crate::config::Config;
+use crate::detect::multivariate::Profile;
 use crate::detect::{build_suite, DetectContext, Detector, Finding};
 use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
 use crate::sink::{DeadLetter, DeadLetterSink};
@@ -91,7 +92,10 @@ pub struct Pipeline {
     shards: Vec<Shard>,
     detectors: Vec<Box<dyn Detector>>,
     baselines: BaselineStore,
+    cluster: ClusterState,
     alerts: AlertBook,
+    expire_after_s: i64,
+    windows_since_expiry: u32,
     clock: Option<WindowClock>,
     /// Records held back until `auto` has seen enough spans.
     pending: Vec<(u64, FlowRecord)>,
@@ -131,8 +135,12 @@ impl Pipeline {
                 })
                 .collect(),
             detectors: build_suite(&cfg.detect),
-            baselines: BaselineStore::new(BaselineConfig::default()),
+            baselines: BaselineStore::new(cfg.baseline.clone()),
+            cluster: ClusterState::default(),
             alerts: AlertBook::new(&cfg.alerts),
+            expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
+                .unwrap_or(7 * 86400),
+            windows_since_expiry: 0,
             clock: fixed.map(|len| WindowClock::new(len, lateness)),
             pending: Vec::new(),
             stats: RunStats::default(),
@@ -151,6 +159,9 @@ impl Pipeline {
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.detectors = build_suite(&cfg.detect);
         self.alerts.reconfigure(&cfg.alerts);
+        self.baselines.reconfigure(cfg.baseline.clone());
+        self.expire_after_s = crate::window::parse_duration_s(&cfg.baseline.expire_after)
+            .unwrap_or(self.expire_after_s);
         self.cfg = Arc::new(cfg.clone());
     }
 
@@ -378,102 +389,144 @@ impl Pipeline {
         });
     }
 
-    /// Scores windows `ws` (ascending) in every shard, updates baselines, returns their alerts.
+    /// Scores windows `ws` (ascending), updates baselines and cluster state, returns their alerts.
     ///
-    /// Each shard closes all of them in one pass, in window order, so one parallel section covers a
-    /// whole batch however many windows it closes.
+    /// Windows close one after another: every workload of window `w` is scored against the state as
+    /// of `w - 1` (in parallel when the window is large), then the state is updated in workload order.
+    /// Scores therefore never depend on the thread count or on visiting order.
     fn close_windows(&mut self, ws: &[i64]) -> Vec<Alert> {
-        let Some(clock) = self.clock.clone() else {
-            return Vec::new();
-        };
-        if ws.is_empty() {
-            return Vec::new();
-        }
-        let soft = self.score_refs.is_some();
-        let cfg = &self.cfg.detect;
-        let detectors = &self.detectors;
-        let baselines = &self.baselines;
-        let close_shard = |shard: &mut Shard| -> Vec<Vec<Finding>> {
-            ws.iter()
-                .map(|&w| {
-                    let ctx = DetectContext {
-                        window: w,
-                        window_start: clock.start_of(w),
-                        window_end: clock.start_of(w + 1),
-                        cfg,
-                        soft,
-                    };
-                    let Some(map) = shard.windows.remove(&w) else {
-                        return Vec::new();
-                    };
-                    let mut items: Vec<(WorkloadId, WindowAggregate)> = map.into_iter().collect();
-                    items.sort_unstable_by_key(|(id, _)| *id);
-                    let mut findings = Vec::new();
-                    for (id, mut agg) in items {
-                        agg.normalize();
-                        let start = findings.len();
-                        {
-                            let base = baselines.get(id);
-                            for d in detectors {
-                                d.evaluate(&ctx, id, &agg, base.as_deref(), &mut findings);
-                            }
-                        }
-                        let anomalous = findings[start..].iter().any(|f| f.score >= 1.0);
-                        baselines.update(id, &agg, w, anomalous);
-                    }
-                    findings
-                })
-                .collect()
-        };
-        let per_shard: Vec<Vec<Vec<Finding>>> = if self.threads == 1 {
-            vec![close_shard(&mut self.shards[0])]
-        } else {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = self
-                    .shards
-                    .iter_mut()
-                    .map(|shard| {
-                        let close_shard = &close_shard;
-                        sc.spawn(move || close_shard(shard))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| match h.join() {
-                        Ok(v) => v,
-                        Err(p) => std::panic::resume_unwind(p),
-                    })
-                    .collect()
-            })
-        };
         let mut alerts = Vec::new();
-        for (i, &w) in ws.iter().enumerate() {
-            let mut findings: Vec<Finding> = per_shard
-                .iter()
-                .flat_map(|s| s.get(i).into_iter().flatten().cloned())
-                .collect();
-            findings.sort_by(|a, b| {
-                a.workload
-                    .cmp(&b.workload)
-                    .then(a.detector.cmp(b.detector))
-                    .then(b.score.total_cmp(&a.score))
-            });
-            self.stats.windows_closed += 1;
-            if let Some(refs) = self.score_refs.as_mut().and_then(|r| r.remove(&w)) {
-                score_records(&refs, &findings, &mut self.scores);
-            }
-            let raised = self
-                .alerts
-                .raise(&findings, clock.start_of(w), clock.start_of(w + 1));
-            for a in &raised {
-                self.stats.alerts += 1;
-                *self.stats.alerts_by_detector.entry(a.detector.clone()).or_default() += 1;
-            }
-            alerts.extend(raised);
+        for &w in ws {
+            alerts.extend(self.close_window(w));
         }
         alerts
     }
+
+    fn close_window(&mut self, w: i64) -> Vec<Alert> {
+        let Some(clock) = self.clock.clone() else {
+            return Vec::new();
+        };
+        let (window_start, window_end) = (clock.start_of(w), clock.start_of(w + 1));
+        let mut items: Vec<(WorkloadId, WindowAggregate)> = Vec::new();
+        for shard in &mut self.shards {
+            if let Some(map) = shard.windows.remove(&w) {
+                items.extend(map);
+            }
+        }
+        items.sort_unstable_by_key(|(id, _)| *id);
+        for (_, agg) in &mut items {
+            agg.normalize();
+        }
+        let want_profiles = self.cfg.detect.multivariate.enabled;
+        let mut profiles: FxHashMap<u64, Profile> = FxHashMap::default();
+        if want_profiles {
+            let reg = crate::flow::WorkloadRegistry::global();
+            for (id, agg) in &items {
+                if agg.records_out == 0 {
+                    continue;
+                }
+                let ns = reg
+                    .get(*id)
+                    .map(|i| xxhash_rust::xxh3::xxh3_64(i.namespace.as_bytes()))
+                    .unwrap_or(0);
+                let v = crate::detect::multivariate::vector(agg);
+                let e = profiles.entry(ns).or_insert_with(|| Profile {
+                    sum: ndarray::Array1::zeros(v.len()),
+                    n: 0,
+                });
+                e.sum += &v;
+                e.n += 1;
+            }
+        }
+        let ctx = DetectContext {
+            window: w,
+            window_start,
+            window_end,
+            cfg: &self.cfg.detect,
+            soft: self.score_refs.is_some(),
+            cluster: &self.cluster,
+            warmup_windows: self.baselines.config().warmup_windows,
+            namespace_profiles: &profiles,
+        };
+        let detectors = &self.detectors;
+        let baselines = &self.baselines;
+        let score_chunk = |chunk: &[(WorkloadId, WindowAggregate)]| -> Vec<(Vec<Finding>, bool)> {
+            chunk
+                .iter()
+                .map(|(id, agg)| {
+                    let mut findings = Vec::new();
+                    let base = baselines.get(agg.group);
+                    for d in detectors {
+                        d.evaluate(&ctx, *id, agg, base.as_deref(), &mut findings);
+                    }
+                    let anomalous = findings.iter().any(|f| f.score >= 1.0);
+                    (findings, anomalous)
+                })
+                .collect()
+        };
+        let scored: Vec<(Vec<Finding>, bool)> =
+            if self.threads > 1 && items.len() >= PARALLEL_CLOSE_MIN {
+                let chunk = items.len().div_ceil(self.threads);
+                std::thread::scope(|sc| {
+                    let handles: Vec<_> = items
+                        .chunks(chunk)
+                        .map(|c| {
+                            let score_chunk = &score_chunk;
+                            sc.spawn(move || score_chunk(c))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| match h.join() {
+                            Ok(v) => v,
+                            Err(p) => std::panic::resume_unwind(p),
+                        })
+                        .collect()
+                })
+            } else {
+                score_chunk(&items)
+            };
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut cluster_items = Vec::with_capacity(items.len());
+        for ((id, agg), (f, anomalous)) in items.iter().zip(scored) {
+            self.baselines
+                .update(agg.group, agg, w, window_start, anomalous);
+            cluster_items.push((*id, agg.group, agg, anomalous));
+            findings.extend(f);
+        }
+        self.cluster
+            .update(w, &cluster_items, self.cfg.detect.edge_burst.decay);
+        self.windows_since_expiry += 1;
+        if self.windows_since_expiry >= 256 {
+            self.windows_since_expiry = 0;
+            let horizon = window_start - self.expire_after_s;
+            self.baselines.expire(horizon.div_euclid(clock.len()));
+        }
+        findings.sort_by(|a, b| {
+            a.workload
+                .cmp(&b.workload)
+                .then(a.detector.cmp(b.detector))
+                .then(b.score.total_cmp(&a.score))
+        });
+        self.stats.windows_closed += 1;
+        if let Some(refs) = self.score_refs.as_mut().and_then(|r| r.remove(&w)) {
+            score_records(&refs, &findings, &mut self.scores);
+        }
+        let raised = self.alerts.raise(&findings, window_start, window_end);
+        for a in &raised {
+            self.stats.alerts += 1;
+            *self
+                .stats
+                .alerts_by_detector
+                .entry(a.detector.clone())
+                .or_default() += 1;
+        }
+        raised
+    }
 }
+
+/// Windows with fewer workloads than this are scored on one thread (spawning costs more).
+const PARALLEL_CLOSE_MIN: usize = 2048;
 
 fn decode_line(dec: &mut Decoder, batch: &LineBatch, i: usize) -> Result<FlowRecord, DecodeError> {
     if let Some(n) = batch.lines[i].truncated_len {

@@ -79,7 +79,12 @@ impl AlertBook {
     }
 
     /// Alerts for the findings of one closed window (sorted by the caller).
-    pub fn raise(&mut self, findings: &[Finding], window_start: i64, window_end: i64) -> Vec<Alert> {
+    pub fn raise(
+        &mut self,
+        findings: &[Finding],
+        window_start: i64,
+        window_end: i64,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         for f in findings.iter().filter(|f| f.score >= 1.0) {
             if f.severity < self.min_severity {
@@ -87,7 +92,9 @@ impl AlertBook {
             }
             let key = (f.detector.to_string(), f.workload);
             let emit = match self.open.get(&key) {
-                Some(o) if window_end - o.last_seen <= self.suppression_s => f.severity > o.severity,
+                Some(o) if window_end - o.last_seen <= self.suppression_s => {
+                    f.severity > o.severity
+                }
                 _ => true,
             };
             let entry = self.open.entry(key).or_insert(OpenAlert {
@@ -125,7 +132,10 @@ pub fn to_alert(f: &Finding, window_start: i64, window_end: i64) -> Alert {
         Some(p) => (
             p.namespace.clone(),
             p.name_aggr.clone(),
-            p.key.split_once(':').filter(|_| p.kind == crate::flow::EndpointType::Net).map(|(_, ip)| ip.to_string()),
+            p.key
+                .split_once(':')
+                .filter(|_| p.kind == crate::flow::EndpointType::Net)
+                .map(|(_, ip)| ip.to_string()),
         ),
         None => ("-".into(), "-".into(), None),
     };

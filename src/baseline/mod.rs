@@ -1,29 +1,323 @@
 //! Per-workload baselines: what each workload normally does, learned online from closed windows.
 //!
-//! This module owns the statistics (decayed mean and variance), the sketches, the concurrent store and
-//! its snapshots. It must not decide what is anomalous (detectors do).
+//! This module owns the statistics (decayed mean and variance per feature, an optional hour-of-week
+//! profile), the memory of known peers (capped, then summarised in a bitmap), the short history of
+//! external edges the beaconing detector reads, the concurrent store (`dashmap`), idle expiry, and the
+//! cluster-wide popularity tables. It must not decide what is anomalous (detectors do).
+//!
+//! Baselines are keyed by workload *group* (the workload with its replica-set hash removed), so a
+//! rollout does not start a workload's history from zero. A window judged anomalous is folded in at
+//! `anomalous_weight` so an attack does not become the new normal (invariant 4).
 
+pub mod cluster;
 pub mod sketch;
 
+pub use cluster::ClusterState;
+
+use crate::flow::WorkloadId;
+use crate::window::aggregate::PeerStat;
+use crate::window::WindowAggregate;
+use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-/// History of one workload.
+/// The features every baseline tracks, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Feature {
+    /// Bytes sent as initiator.
+    BytesOut = 0,
+    /// Bytes received as destination.
+    BytesIn,
+    /// Packets sent as initiator.
+    PacketsOut,
+    /// Packets received as destination.
+    PacketsIn,
+    /// Connections started.
+    ConnsOut,
+    /// Connections received.
+    ConnsIn,
+    /// Denied flows as source.
+    DeniedOut,
+    /// Distinct destination ports.
+    DstPorts,
+    /// Distinct destination hosts.
+    DstHosts,
+    /// Bytes to public networks.
+    BytesToPublic,
+    /// Distinct sources reaching the workload.
+    SrcHosts,
+}
+
+/// Number of [`Feature`]s.
+pub const NUM_FEATURES: usize = 11;
+
+impl Feature {
+    /// All features in index order.
+    pub const ALL: [Feature; NUM_FEATURES] = [
+        Feature::BytesOut,
+        Feature::BytesIn,
+        Feature::PacketsOut,
+        Feature::PacketsIn,
+        Feature::ConnsOut,
+        Feature::ConnsIn,
+        Feature::DeniedOut,
+        Feature::DstPorts,
+        Feature::DstHosts,
+        Feature::BytesToPublic,
+        Feature::SrcHosts,
+    ];
+
+    /// Name in alerts and config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::BytesOut => "bytes_out",
+            Feature::BytesIn => "bytes_in",
+            Feature::PacketsOut => "packets_out",
+            Feature::PacketsIn => "packets_in",
+            Feature::ConnsOut => "connections_out",
+            Feature::ConnsIn => "connections_in",
+            Feature::DeniedOut => "denied_out",
+            Feature::DstPorts => "distinct_dest_ports",
+            Feature::DstHosts => "distinct_dest_hosts",
+            Feature::BytesToPublic => "bytes_to_public",
+            Feature::SrcHosts => "distinct_sources",
+        }
+    }
+
+    /// Whether the feature describes what the workload receives (ingress).
+    pub fn is_ingress(self) -> bool {
+        matches!(
+            self,
+            Feature::BytesIn | Feature::PacketsIn | Feature::ConnsIn | Feature::SrcHosts
+        )
+    }
+
+    /// The feature's value in a window.
+    pub fn value(self, a: &WindowAggregate) -> f64 {
+        (match self {
+            Feature::BytesOut => a.bytes_out,
+            Feature::BytesIn => a.bytes_in,
+            Feature::PacketsOut => a.packets_out,
+            Feature::PacketsIn => a.packets_in,
+            Feature::ConnsOut => a.conns_out,
+            Feature::ConnsIn => a.conns_in,
+            Feature::DeniedOut => a.denied_out,
+            Feature::DstPorts => a.dst_ports.count(),
+            Feature::DstHosts => a.dst_hosts.count(),
+            Feature::BytesToPublic => a.bytes_to_public,
+            Feature::SrcHosts => a.src_hosts.count(),
+        }) as f64
+    }
+}
+
+/// Exponentially weighted mean and variance (f32: a baseline is kept for every workload).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ewm {
+    /// Mean.
+    pub mean: f32,
+    /// Variance.
+    pub var: f32,
+}
+
+impl Ewm {
+    /// Folds `x` in with weight `alpha` (West's incremental form).
+    pub fn update(&mut self, x: f64, alpha: f64) {
+        let mean = self.mean as f64;
+        let diff = x - mean;
+        let incr = alpha * diff;
+        let new_mean = mean + incr;
+        let new_var = (1.0 - alpha) * (self.var as f64 + diff * incr);
+        self.mean = new_mean as f32;
+        self.var = new_var.max(0.0) as f32;
+    }
+    /// Standard deviation.
+    pub fn sd(&self) -> f64 {
+        (self.var as f64).sqrt()
+    }
+}
+
+/// Most (peer, port) pairs remembered exactly; beyond this they go into the summary bitmap.
+pub const KNOWN_PEERS_CAP: usize = 48;
+const SUMMARY_BITS: usize = 512;
+/// External edges tracked for beaconing.
+pub const EDGE_CAP: usize = 12;
+
+/// Recent presence of one edge to an external destination, for periodicity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EdgeHistory {
+    /// Peer group.
+    pub peer: WorkloadId,
+    /// Destination port.
+    pub port: u16,
+    /// Protocol.
+    pub proto: u8,
+    /// Bit i set: the edge was active in window `last_window - i`.
+    pub mask: u64,
+    /// Last window the edge was active.
+    pub last_window: i64,
+    /// Whether it appeared after the workload's warm-up.
+    pub new_after_warmup: bool,
+    /// Mean bytes per active window.
+    pub bytes: Ewm,
+}
+
+impl EdgeHistory {
+    /// Presence mask aligned to window `w` (bit 0 = window `w`).
+    pub fn mask_at(&self, w: i64) -> u64 {
+        let shift = w - self.last_window;
+        if shift <= 0 {
+            self.mask
+        } else if shift >= 64 {
+            0
+        } else {
+            self.mask << shift
+        }
+    }
+}
+
+/// History of one workload group.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     /// Windows of history folded in.
     pub windows_seen: u64,
+    /// Last window folded in.
+    pub last_window: i64,
+    /// Per-feature decayed statistics, indexed by [`Feature`].
+    pub features: [Ewm; NUM_FEATURES],
+    /// Optional hour-of-week mean of bytes out and connections out.
+    pub hour_of_week: Option<Box<HourProfile>>,
+    /// Known (peer group, port) hashes, exact up to [`KNOWN_PEERS_CAP`].
+    pub known_peers: Vec<u64>,
+    /// Summary bitmap for known peers beyond the cap (false positives possible, no false negatives).
+    pub known_summary: Option<Box<[u64]>>,
+    /// Recent external edges.
+    pub edges: Vec<EdgeHistory>,
 }
 
-use crate::flow::WorkloadId;
-use crate::window::WindowAggregate;
-use dashmap::DashMap;
+/// Mean bytes-out and connections-out per hour of the week.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourProfile {
+    /// Bytes out per hour of week.
+    pub bytes_out: Vec<Ewm>,
+    /// Connections out per hour of week.
+    pub conns_out: Vec<Ewm>,
+}
+
+/// Key of a (peer, port, direction) in the known-peer memory.
+pub fn peer_key(p: &PeerStat) -> u64 {
+    sketch::mix64(
+        p.peer_group.0
+            ^ ((p.port as u64) << 48)
+            ^ ((p.proto as u64) << 40)
+            ^ ((p.egress as u64) << 39),
+    )
+}
+
+impl Baseline {
+    /// Whether a (peer, port) key has been seen.
+    pub fn knows(&self, key: u64) -> bool {
+        if self.known_peers.contains(&key) {
+            return true;
+        }
+        match &self.known_summary {
+            Some(bits) => {
+                let b = (key % SUMMARY_BITS as u64) as usize;
+                bits[b / 64] & (1 << (b % 64)) != 0
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, key: u64) {
+        if self.knows(key) {
+            return;
+        }
+        if self.known_peers.len() < KNOWN_PEERS_CAP {
+            self.known_peers.push(key);
+            return;
+        }
+        let bits = self
+            .known_summary
+            .get_or_insert_with(|| vec![0u64; SUMMARY_BITS / 64].into_boxed_slice());
+        let b = (key % SUMMARY_BITS as u64) as usize;
+        bits[b / 64] |= 1 << (b % 64);
+    }
+
+    /// Edge history of (peer, port, proto), if tracked.
+    pub fn edge(&self, peer: WorkloadId, port: u16, proto: u8) -> Option<&EdgeHistory> {
+        self.edges
+            .iter()
+            .find(|e| e.peer == peer && e.port == port && e.proto == proto)
+    }
+
+    /// Mean of a feature.
+    pub fn mean(&self, f: Feature) -> f64 {
+        self.features[f as usize].mean as f64
+    }
+
+    /// Standard deviation of a feature.
+    pub fn sd(&self, f: Feature) -> f64 {
+        self.features[f as usize].sd()
+    }
+
+    /// Approximate memory held.
+    pub fn heap_bytes(&self) -> usize {
+        self.known_peers.capacity() * 8
+            + self.known_summary.as_ref().map_or(0, |b| b.len() * 8)
+            + self.edges.capacity() * std::mem::size_of::<EdgeHistory>()
+            + self.hour_of_week.as_ref().map_or(0, |_| 2 * 168 * 8)
+    }
+}
 
 /// `[baseline]` configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct BaselineConfig {}
+pub struct BaselineConfig {
+    /// Windows of history before statistical detectors may alert on a workload.
+    pub warmup_windows: u64,
+    /// Effective memory of the decayed statistics, in windows (alpha = 1/memory once warm).
+    pub memory_windows: u64,
+    /// Weight (0-1) at which a window judged anomalous updates the baseline.
+    pub anomalous_weight: f64,
+    /// Keep an hour-of-week profile of bytes and connections out (168 buckets per workload).
+    pub hour_of_week: bool,
+    /// Forget a workload after this long without traffic (event time).
+    pub expire_after: String,
+}
 
-/// All baselines, keyed by workload; each workload is only written by the shard that owns it.
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            warmup_windows: 12,
+            memory_windows: 96,
+            anomalous_weight: 0.1,
+            hour_of_week: false,
+            expire_after: "7d".into(),
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Checks values; errors name the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.memory_windows < 2 {
+            return Err((
+                "baseline.memory_windows".into(),
+                "must be at least 2".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.anomalous_weight) {
+            return Err((
+                "baseline.anomalous_weight".into(),
+                "must be between 0 and 1".into(),
+            ));
+        }
+        crate::window::parse_duration_s(&self.expire_after)
+            .map_err(|m| ("baseline.expire_after".to_string(), m))?;
+        Ok(())
+    }
+}
+
+/// All baselines, keyed by workload group.
 #[derive(Debug, Default)]
 pub struct BaselineStore {
     map: DashMap<WorkloadId, Baseline>,
@@ -39,18 +333,116 @@ impl BaselineStore {
         }
     }
 
-    /// A workload's baseline.
-    pub fn get(&self, id: WorkloadId) -> Option<dashmap::mapref::one::Ref<'_, WorkloadId, Baseline>> {
-        self.map.get(&id)
+    /// Takes new settings, keeping every baseline.
+    pub fn reconfigure(&mut self, cfg: BaselineConfig) {
+        self.cfg = cfg;
     }
 
-    /// Folds a closed window into the workload's baseline.
-    pub fn update(&self, id: WorkloadId, _agg: &WindowAggregate, _window: i64, _anomalous: bool) {
-        let _ = &self.cfg;
-        self.map.entry(id).or_default().windows_seen += 1;
+    /// Settings.
+    pub fn config(&self) -> &BaselineConfig {
+        &self.cfg
     }
 
-    /// Number of workloads with a baseline.
+    /// A group's baseline.
+    pub fn get(
+        &self,
+        group: WorkloadId,
+    ) -> Option<dashmap::mapref::one::Ref<'_, WorkloadId, Baseline>> {
+        self.map.get(&group)
+    }
+
+    /// Folds a closed window into the group's baseline.
+    pub fn update(
+        &self,
+        group: WorkloadId,
+        agg: &WindowAggregate,
+        window: i64,
+        window_start: i64,
+        anomalous: bool,
+    ) {
+        let mut b = self.map.entry(group).or_default();
+        let warm = b.windows_seen >= self.cfg.warmup_windows;
+        let n = (b.windows_seen + 1) as f64;
+        let mut alpha = (1.0 / n).max(1.0 / self.cfg.memory_windows as f64);
+        if anomalous && warm {
+            alpha *= self.cfg.anomalous_weight;
+        }
+        for f in Feature::ALL {
+            b.features[f as usize].update(Feature::value(f, agg), alpha);
+        }
+        if self.cfg.hour_of_week {
+            let how = (window_start.div_euclid(3600) + 72).rem_euclid(168) as usize; // epoch is a Thursday
+            let prof = b.hour_of_week.get_or_insert_with(|| {
+                Box::new(HourProfile {
+                    bytes_out: vec![Ewm::default(); 168],
+                    conns_out: vec![Ewm::default(); 168],
+                })
+            });
+            prof.bytes_out[how].update(agg.bytes_out as f64, 0.2);
+            prof.conns_out[how].update(agg.conns_out as f64, 0.2);
+        }
+        // Peers of an anomalous window are not learned: the attack's targets must stay "new".
+        if !anomalous || !warm {
+            for p in &agg.peers {
+                let key = peer_key(p);
+                b.remember(key);
+            }
+        }
+        for p in agg
+            .peers
+            .iter()
+            .filter(|p| p.egress && p.peer_kind == crate::flow::EndpointType::Net)
+        {
+            let peer = p.peer_group;
+            let bytes = p.bytes_out as f64;
+            if let Some(e) = b
+                .edges
+                .iter_mut()
+                .find(|e| e.peer == peer && e.port == p.port && e.proto == p.proto)
+            {
+                if window > e.last_window {
+                    e.mask = e.mask_at(window) | 1;
+                    e.last_window = window;
+                    e.bytes.update(bytes, 0.2);
+                }
+                continue;
+            }
+            let entry = EdgeHistory {
+                peer,
+                port: p.port,
+                proto: p.proto,
+                mask: 1,
+                last_window: window,
+                new_after_warmup: warm,
+                bytes: Ewm {
+                    mean: bytes as f32,
+                    var: 0.0,
+                },
+            };
+            if b.edges.len() < EDGE_CAP {
+                b.edges.push(entry);
+            } else if let Some(oldest) = b
+                .edges
+                .iter_mut()
+                .min_by_key(|e| (e.last_window, e.mask.count_ones(), e.peer, e.port))
+            {
+                if oldest.last_window < window {
+                    *oldest = entry;
+                }
+            }
+        }
+        b.windows_seen += 1;
+        b.last_window = window;
+    }
+
+    /// Drops groups idle since before `horizon_window`; returns how many.
+    pub fn expire(&self, horizon_window: i64) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, b| b.last_window >= horizon_window);
+        before - self.map.len()
+    }
+
+    /// Number of groups with a baseline.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -58,5 +450,84 @@ impl BaselineStore {
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Every baseline, sorted by group (for snapshots).
+    pub fn snapshot(&self) -> Vec<(WorkloadId, Baseline)> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Replaces the content with a snapshot's.
+    pub fn restore(&self, items: Vec<(WorkloadId, Baseline)>) {
+        self.map.clear();
+        for (k, b) in items {
+            self.map.insert(k, b);
+        }
+    }
+
+    /// Inserts or replaces some groups (a moved Kafka partition's baselines).
+    pub fn merge(&self, items: Vec<(WorkloadId, Baseline)>) {
+        for (k, b) in items {
+            self.map.insert(k, b);
+        }
+    }
+
+    /// Approximate bytes per tracked group (struct plus heap).
+    pub fn bytes_per_workload(&self) -> f64 {
+        let n = self.map.len().max(1);
+        let heap: usize = self.map.iter().map(|e| e.value().heap_bytes()).sum();
+        // DashMap stores key + value per slot, plus hashbrown's control byte and load-factor slack.
+        let slot = std::mem::size_of::<WorkloadId>() + std::mem::size_of::<Baseline>() + 1;
+        (heap as f64 / n as f64) + slot as f64 * 8.0 / 7.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ewm_tracks_mean_and_variance() {
+        let mut e = Ewm::default();
+        for i in 0..1000 {
+            e.update(if i % 2 == 0 { 10.0 } else { 20.0 }, 0.01);
+        }
+        assert!((e.mean - 15.0).abs() < 1.0, "{}", e.mean);
+        assert!((e.sd() - 5.0).abs() < 1.0, "{}", e.sd());
+    }
+
+    #[test]
+    fn known_peers_are_capped_then_summarised() {
+        let mut b = Baseline::default();
+        for k in 0..1000u64 {
+            b.remember(sketch::mix64(k));
+        }
+        assert_eq!(b.known_peers.len(), KNOWN_PEERS_CAP);
+        for k in 0..1000u64 {
+            assert!(b.knows(sketch::mix64(k)));
+        }
+        assert!(b.heap_bytes() < 1024);
+    }
+
+    #[test]
+    fn edge_masks_shift_with_windows() {
+        let e = EdgeHistory {
+            peer: WorkloadId(1),
+            port: 1,
+            proto: 6,
+            mask: 0b101,
+            last_window: 10,
+            new_after_warmup: false,
+            bytes: Ewm::default(),
+        };
+        assert_eq!(e.mask_at(10), 0b101);
+        assert_eq!(e.mask_at(12), 0b10100);
+        assert_eq!(e.mask_at(100), 0);
     }
 }

@@ -91,13 +91,20 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let stats = pipeline.stats();
     if stats.bad_records > 0 {
-        tracing::warn!(bad_records = stats.bad_records, "some lines were rejected (see the dead-letter output)");
+        tracing::warn!(
+            bad_records = stats.bad_records,
+            "some lines were rejected (see the dead-letter output)"
+        );
     }
     if let Some(path) = &a.scores {
         write_scores(path, &pipeline.take_scores())?;
     }
     let summary = Summary {
-        records_per_s: if elapsed > 0.0 { stats.records as f64 / elapsed } else { 0.0 },
+        records_per_s: if elapsed > 0.0 {
+            stats.records as f64 / elapsed
+        } else {
+            0.0
+        },
         elapsed_s: elapsed,
         stats,
     };
@@ -120,11 +127,15 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
 pub fn alert_sinks(cfg: &Config, cli: Option<&str>) -> anyhow::Result<FanOut> {
     let mut fan = FanOut::default();
     match cli {
-        Some("-") => fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout())))),
+        Some("-") => fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(
+            std::io::stdout(),
+        )))),
         Some(path) => fan.push(Box::new(JsonLinesSink::create(std::path::Path::new(path))?)),
         None => {
             if cfg.alerts.stdout {
-                fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(std::io::stdout()))));
+                fan.push(Box::new(JsonLinesSink::new(std::io::BufWriter::new(
+                    std::io::stdout(),
+                ))));
             }
         }
     }
@@ -135,7 +146,8 @@ pub fn alert_sinks(cfg: &Config, cli: Option<&str>) -> anyhow::Result<FanOut> {
 }
 
 fn write_scores(path: &std::path::Path, scores: &[f32]) -> anyhow::Result<()> {
-    let f = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let f = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
     let mut w = std::io::BufWriter::new(f);
     for s in scores {
         if s.is_nan() {

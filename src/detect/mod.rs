@@ -9,11 +9,19 @@
 //! Scores share one scale so `--scores` can rank records across detectors: 0 is normal, 1.0 is the
 //! detector's alert threshold, higher is stronger evidence.
 
+pub mod beaconing;
+pub mod deny_surge;
+pub mod edge_burst;
+pub mod egress;
+pub mod multivariate;
+pub mod new_peer;
+pub mod rarity;
 pub mod scan;
 pub mod sweep;
+pub mod volume;
 
 use crate::alert::Band;
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, ClusterState};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
 use serde::{Deserialize, Serialize};
@@ -74,6 +82,19 @@ pub struct DetectContext<'a> {
     pub cfg: &'a DetectConfig,
     /// Whether findings below the alert threshold are wanted (for `--scores`).
     pub soft: bool,
+    /// Cluster-wide state as of the previous window.
+    pub cluster: &'a ClusterState,
+    /// Windows of history a baseline needs before statistical detectors judge it.
+    pub warmup_windows: u64,
+    /// Mean feature vector (log1p) per namespace in this window, for peer-group comparison.
+    pub namespace_profiles: &'a rustc_hash::FxHashMap<u64, multivariate::Profile>,
+}
+
+impl DetectContext<'_> {
+    /// Whether a baseline has enough history for statistical judgement.
+    pub fn is_warm(&self, b: Option<&Baseline>) -> bool {
+        b.is_some_and(|b| b.windows_seen >= self.warmup_windows)
+    }
 }
 
 /// A detector.
@@ -99,13 +120,65 @@ pub struct DetectConfig {
     pub port_scan: scan::PortScanConfig,
     /// IP sweep.
     pub ip_sweep: sweep::IpSweepConfig,
+    /// Volume against the workload's history.
+    pub volume: volume::VolumeConfig,
+    /// New (peer, port) pairs: lateral movement.
+    pub new_peer: new_peer::NewPeerConfig,
+    /// Ports almost no workload uses.
+    pub rarity: rarity::RarityConfig,
+    /// Denied flows above history.
+    pub deny_surge: deny_surge::DenySurgeConfig,
+    /// New public destinations and exfiltration volume.
+    pub egress: egress::EgressConfig,
+    /// Periodic connections to a rarely shared external host.
+    pub beaconing: beaconing::BeaconingConfig,
+    /// MIDAS-R-style edge bursts.
+    pub edge_burst: edge_burst::EdgeBurstConfig,
+    /// Feature vector against history and namespace peers.
+    pub multivariate: multivariate::MultivariateConfig,
 }
 
 impl DetectConfig {
     /// Checks values; errors name the key.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        self.port_scan.validate().map_err(|(k, m)| (format!("detect.port_scan.{k}"), m))?;
-        self.ip_sweep.validate().map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
+        self.port_scan
+            .validate()
+            .map_err(|(k, m)| (format!("detect.port_scan.{k}"), m))?;
+        self.ip_sweep
+            .validate()
+            .map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
+        let positive = |name: &str, key: &str, v: f64| -> Result<(), (String, String)> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err((
+                    format!("detect.{name}.{key}"),
+                    "must be a positive number".into(),
+                ))
+            }
+        };
+        positive("volume", "z_threshold", self.volume.z_threshold)?;
+        positive("volume", "min_ratio", self.volume.min_ratio)?;
+        positive("new_peer", "threshold", self.new_peer.threshold)?;
+        positive("deny_surge", "z_threshold", self.deny_surge.z_threshold)?;
+        positive(
+            "egress",
+            "new_public_threshold",
+            self.egress.new_public_threshold,
+        )?;
+        positive("egress", "exfil_ratio", self.egress.exfil_ratio)?;
+        positive("beaconing", "threshold", self.beaconing.threshold)?;
+        positive("edge_burst", "chi_threshold", self.edge_burst.chi_threshold)?;
+        positive("multivariate", "threshold", self.multivariate.threshold)?;
+        if !(0.0..1.0).contains(&self.edge_burst.decay) {
+            return Err(("detect.edge_burst.decay".into(), "must be in [0, 1)".into()));
+        }
+        if self.beaconing.horizon_windows == 0 || self.beaconing.horizon_windows > 64 {
+            return Err((
+                "detect.beaconing.horizon_windows".into(),
+                "must be 1-64".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -119,6 +192,30 @@ pub fn build_suite(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
     if cfg.ip_sweep.enabled {
         v.push(Box::new(sweep::IpSweep));
     }
+    if cfg.volume.enabled {
+        v.push(Box::new(volume::Volume));
+    }
+    if cfg.new_peer.enabled {
+        v.push(Box::new(new_peer::NewPeer));
+    }
+    if cfg.rarity.enabled {
+        v.push(Box::new(rarity::Rarity));
+    }
+    if cfg.deny_surge.enabled {
+        v.push(Box::new(deny_surge::DenySurge));
+    }
+    if cfg.egress.enabled {
+        v.push(Box::new(egress::Egress));
+    }
+    if cfg.beaconing.enabled {
+        v.push(Box::new(beaconing::Beaconing));
+    }
+    if cfg.edge_burst.enabled {
+        v.push(Box::new(edge_burst::EdgeBurst));
+    }
+    if cfg.multivariate.enabled {
+        v.push(Box::new(multivariate::Multivariate));
+    }
     v
 }
 
@@ -131,6 +228,20 @@ pub fn severity_for(ratio: f64, base: u8) -> u8 {
     (base as f64 + extra).round().clamp(0.0, 100.0) as u8
 }
 
+/// Robust z-score of `x` against a baseline feature: the deviation floor is the larger of the
+/// standard deviation, `rel_floor` times the mean, and `abs_floor`, so steady workloads do not page on
+/// tiny wobbles.
+pub fn robust_z(x: f64, mean: f64, sd: f64, rel_floor: f64, abs_floor: f64) -> f64 {
+    let sd = sd.max(rel_floor * mean.abs()).max(abs_floor);
+    (x - mean) / sd
+}
+
+/// Workload keys of some peers, for evidence.
+pub fn peer_names(ids: &[WorkloadId]) -> Vec<String> {
+    let reg = crate::flow::WorkloadRegistry::global();
+    ids.iter().map(|id| reg.key(*id)).collect()
+}
+
 /// Top peers by a key, for evidence.
 pub fn top_peers_json(
     agg: &WindowAggregate,
@@ -140,7 +251,12 @@ pub fn top_peers_json(
 ) -> serde_json::Value {
     let reg = crate::flow::WorkloadRegistry::global();
     let mut peers: Vec<_> = agg.peers.iter().filter(|p| p.egress == egress).collect();
-    peers.sort_by(|a, b| key(b).cmp(&key(a)).then(a.peer.cmp(&b.peer)).then(a.port.cmp(&b.port)));
+    peers.sort_by(|a, b| {
+        key(b)
+            .cmp(&key(a))
+            .then(a.peer.cmp(&b.peer))
+            .then(a.port.cmp(&b.port))
+    });
     serde_json::Value::Array(
         peers
             .into_iter()

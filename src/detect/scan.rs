@@ -3,7 +3,7 @@
 //! when allowed flows are aggregated past their ports.
 
 use crate::alert::Band;
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, Feature};
 use crate::detect::{severity_for, top_peers_json, DetectContext, Detector, Finding, Scope};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
@@ -19,6 +19,11 @@ pub struct PortScanConfig {
     pub distinct_ports: u64,
     /// Distinct destination ports of denied flows.
     pub distinct_denied_ports: u64,
+    /// Relative to history (once the baseline is warm): alert when distinct ports exceed both this
+    /// floor and `relative_factor` times the workload's usual count.
+    pub relative_min_ports: u64,
+    /// See `relative_min_ports`.
+    pub relative_factor: f64,
 }
 
 impl Default for PortScanConfig {
@@ -27,6 +32,8 @@ impl Default for PortScanConfig {
             enabled: true,
             distinct_ports: 500,
             distinct_denied_ports: 15,
+            relative_min_ports: 50,
+            relative_factor: 10.0,
         }
     }
 }
@@ -57,7 +64,7 @@ impl Detector for PortScan {
         ctx: &DetectContext<'_>,
         workload: WorkloadId,
         agg: &WindowAggregate,
-        _baseline: Option<&Baseline>,
+        baseline: Option<&Baseline>,
         out: &mut Vec<Finding>,
     ) {
         let cfg = &ctx.cfg.port_scan;
@@ -65,10 +72,30 @@ impl Detector for PortScan {
         let denied = agg.denied_ports.count() as f64;
         let r_all = ports / cfg.distinct_ports as f64;
         let r_denied = denied / cfg.distinct_denied_ports as f64;
+        let r_all = r_all.max(relative_ratio(
+            ports,
+            baseline
+                .filter(|b| ctx.is_warm(Some(b)))
+                .map(|b| b.mean(Feature::DstPorts)),
+            cfg.relative_min_ports,
+            cfg.relative_factor,
+        ));
         let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (r_denied, denied, cfg.distinct_denied_ports, true, "distinct_denied_dest_ports")
+            (
+                r_denied,
+                denied,
+                cfg.distinct_denied_ports,
+                true,
+                "distinct_denied_dest_ports",
+            )
         } else {
-            (r_all, ports, cfg.distinct_ports, false, "distinct_dest_ports")
+            (
+                r_all,
+                ports,
+                cfg.distinct_ports,
+                false,
+                "distinct_dest_ports",
+            )
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;
@@ -115,5 +142,14 @@ pub fn single_peer(agg: &WindowAggregate) -> Option<WorkloadId> {
         Some(first)
     } else {
         None
+    }
+}
+
+/// Ratio of a distinct count to its history-relative threshold `max(floor, factor × mean)`; 0 when
+/// there is no warm history.
+pub fn relative_ratio(observed: f64, mean: Option<f64>, floor: u64, factor: f64) -> f64 {
+    match mean {
+        Some(m) => observed / (floor as f64).max(factor * m),
+        None => 0.0,
     }
 }

@@ -2,7 +2,7 @@
 //! 32), or many distinct *denied* hosts (default 25).
 
 use crate::alert::Band;
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, Feature};
 use crate::detect::{severity_for, top_peers_json, DetectContext, Detector, Finding, Scope};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
@@ -18,6 +18,11 @@ pub struct IpSweepConfig {
     pub distinct_hosts: u64,
     /// Distinct destination hosts of denied flows.
     pub distinct_denied_hosts: u64,
+    /// Relative to history (once the baseline is warm): alert when distinct hosts exceed both this
+    /// floor and `relative_factor` times the workload's usual count.
+    pub relative_min_hosts: u64,
+    /// See `relative_min_hosts`.
+    pub relative_factor: f64,
 }
 
 impl Default for IpSweepConfig {
@@ -26,6 +31,8 @@ impl Default for IpSweepConfig {
             enabled: true,
             distinct_hosts: 32,
             distinct_denied_hosts: 25,
+            relative_min_hosts: 16,
+            relative_factor: 8.0,
         }
     }
 }
@@ -56,7 +63,7 @@ impl Detector for IpSweep {
         ctx: &DetectContext<'_>,
         workload: WorkloadId,
         agg: &WindowAggregate,
-        _baseline: Option<&Baseline>,
+        baseline: Option<&Baseline>,
         out: &mut Vec<Finding>,
     ) {
         let cfg = &ctx.cfg.ip_sweep;
@@ -64,10 +71,30 @@ impl Detector for IpSweep {
         let denied = agg.denied_hosts.count() as f64;
         let r_all = hosts / cfg.distinct_hosts as f64;
         let r_denied = denied / cfg.distinct_denied_hosts as f64;
+        let r_all = r_all.max(crate::detect::scan::relative_ratio(
+            hosts,
+            baseline
+                .filter(|b| ctx.is_warm(Some(b)))
+                .map(|b| b.mean(Feature::DstHosts)),
+            cfg.relative_min_hosts,
+            cfg.relative_factor,
+        ));
         let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (r_denied, denied, cfg.distinct_denied_hosts, true, "distinct_denied_dest_hosts")
+            (
+                r_denied,
+                denied,
+                cfg.distinct_denied_hosts,
+                true,
+                "distinct_denied_dest_hosts",
+            )
         } else {
-            (r_all, hosts, cfg.distinct_hosts, false, "distinct_dest_hosts")
+            (
+                r_all,
+                hosts,
+                cfg.distinct_hosts,
+                false,
+                "distinct_dest_hosts",
+            )
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;

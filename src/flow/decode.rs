@@ -94,8 +94,9 @@ impl Decoder {
         f: impl FnOnce(&RawFlow<'_>) -> T,
     ) -> Result<T, DecodeError> {
         let mut scratch = trim_ascii(line).to_vec();
-        let raw = simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
-            .map_err(|e| DecodeError::Json(e.to_string()))?;
+        let raw =
+            simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
+                .map_err(|e| DecodeError::Json(e.to_string()))?;
         Ok(f(&raw))
     }
 
@@ -139,7 +140,11 @@ impl Decoder {
                 &raw.dest_labels,
             );
             rec.dst.port = port(key.dest_port.or(raw.dest_port), "dest_port")?;
-            rec.proto = key.proto.or(raw.proto).map(Proto::parse).unwrap_or_default();
+            rec.proto = key
+                .proto
+                .or(raw.proto)
+                .map(Proto::parse)
+                .unwrap_or_default();
             rec.action = Action::from_goldmane(key.action.unwrap_or(0));
             rec.reporter = Reporter::from_goldmane(key.reporter.unwrap_or(0));
             rec.dest_service = intern_service(
@@ -179,7 +184,10 @@ impl Decoder {
             rec.dst.port = port(raw.dest_port, "dest_port")?;
             rec.proto = raw.proto.map(Proto::parse).unwrap_or_default();
             rec.action = raw.action.map(Action::from_calico).unwrap_or(Action::Allow);
-            rec.reporter = raw.reporter.map(Reporter::from_calico).unwrap_or(Reporter::Src);
+            rec.reporter = raw
+                .reporter
+                .map(Reporter::from_calico)
+                .unwrap_or(Reporter::Src);
             rec.dest_service = intern_service(
                 strings,
                 raw.dest_service_namespace,
@@ -251,6 +259,15 @@ impl Decoder {
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
         let id = WorkloadId::of_key(&self.key_buf);
+        let group = match group_name(name_aggr) {
+            Some(stripped) if kind == EndpointType::Wep => {
+                canonical_key(&mut self.key_buf, kind, namespace, stripped, None);
+                let g = WorkloadId::of_key(&self.key_buf);
+                canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
+                g
+            }
+            _ => id,
+        };
         if self.registered.insert(id.0) {
             let key = self.key_buf.clone();
             WorkloadRegistry::global().register(id, || WorkloadInfo {
@@ -268,6 +285,7 @@ impl Decoder {
             };
         Endpoint {
             id,
+            group,
             kind,
             ip,
             port: None,
@@ -324,6 +342,24 @@ fn trim_ascii(mut b: &[u8]) -> &[u8] {
         }
     }
     b
+}
+
+/// The deployment name inside a pod's aggregated name: `frontend-7d9c8b6f4-*` → `frontend`,
+/// `redis-*` → `redis`; `None` when there is nothing to strip.
+pub fn group_name(name_aggr: &str) -> Option<&str> {
+    let base = name_aggr.strip_suffix('*')?.trim_end_matches('-');
+    match base.rsplit_once('-') {
+        Some((head, tail)) if looks_like_hash(tail) && !head.is_empty() => Some(head),
+        _ => Some(base),
+    }
+}
+
+/// Kubernetes pod-template hashes: 5-10 characters of `[a-z0-9]` with at least one digit.
+fn looks_like_hash(s: &str) -> bool {
+    (5..=10).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// Whether an address is routable on the internet (not private, loopback, link-local, multicast...).
@@ -386,5 +422,19 @@ fn intern_service(
             }
             strings.intern(&s)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_drop_the_replica_set_hash() {
+        assert_eq!(group_name("frontend-7d9c8b6f4-*"), Some("frontend"));
+        assert_eq!(group_name("coredns-576cbf47c7-*"), Some("coredns"));
+        assert_eq!(group_name("redis-cart-*"), Some("redis-cart"));
+        assert_eq!(group_name("host113-*"), Some("host113"));
+        assert_eq!(group_name("pub"), None);
     }
 }

@@ -118,7 +118,9 @@ impl Reporter {
 }
 
 /// Kind of endpoint at one end of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointType {
     /// A pod (workload endpoint).
@@ -167,7 +169,9 @@ impl EndpointType {
 }
 
 /// IP protocol number (`tcp` = 6, `udp` = 17, ...); 255 when the string was not recognised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, PartialOrd, Ord,
+)]
 pub struct Proto(pub u8);
 
 impl Proto {
@@ -216,6 +220,9 @@ impl Proto {
 pub struct Endpoint {
     /// Stable workload id (see [`registry`]).
     pub id: WorkloadId,
+    /// The workload's group: its id with the replica-set hash removed (`shop/frontend`), so a
+    /// deploy that rolls out a new hash keeps its history and peers.
+    pub group: WorkloadId,
     /// Endpoint kind.
     pub kind: EndpointType,
     /// IP when the record keeps one (aggregation level 0/1, or external addresses).

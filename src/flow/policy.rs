@@ -13,7 +13,9 @@ use crate::flow::Action;
 use thiserror::Error;
 
 /// What kind of policy produced a hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyKind {
     /// projectcalico.org/v3 NetworkPolicy (namespaced).
@@ -228,8 +230,24 @@ mod tests {
     fn global_and_namespaced_with_rule() {
         let p = parse_policy_str("1|security|security.quarantine|deny|-1").unwrap();
         assert_eq!(
-            (p.index, p.tier, p.kind, p.namespace, p.name, p.action, p.rule),
-            (1, "security", PolicyKind::GlobalNetworkPolicy, "", "quarantine", Action::Deny, -1)
+            (
+                p.index,
+                p.tier,
+                p.kind,
+                p.namespace,
+                p.name,
+                p.action,
+                p.rule
+            ),
+            (
+                1,
+                "security",
+                PolicyKind::GlobalNetworkPolicy,
+                "",
+                "quarantine",
+                Action::Deny,
+                -1
+            )
         );
         let p = parse_policy_str("2|default|shop/default.allow-frontend|allow|0").unwrap();
         assert_eq!(
@@ -242,7 +260,10 @@ mod tests {
             (PolicyKind::KubernetesNetworkPolicy, "shop", "deny-all")
         );
         let p = parse_policy_str("0|default|staged:shop/default.trial|deny|3").unwrap();
-        assert_eq!((p.kind, p.namespace, p.name), (PolicyKind::StagedNetworkPolicy, "shop", "trial"));
+        assert_eq!(
+            (p.kind, p.namespace, p.name),
+            (PolicyKind::StagedNetworkPolicy, "shop", "trial")
+        );
     }
 
     #[test]
@@ -250,10 +271,19 @@ mod tests {
         let p = parse_policy_str("0|platform|gnp:platform.block-egress|pass|2").unwrap();
         assert_eq!(
             (p.kind, p.namespace, p.name, p.action, p.rule),
-            (PolicyKind::GlobalNetworkPolicy, "", "platform.block-egress", Action::Pass, 2)
+            (
+                PolicyKind::GlobalNetworkPolicy,
+                "",
+                "platform.block-egress",
+                Action::Pass,
+                2
+            )
         );
         let p = parse_policy_str("3|default|np:shop/default.allow-web|allow|1").unwrap();
-        assert_eq!((p.kind, p.namespace, p.name), (PolicyKind::CalicoNetworkPolicy, "shop", "default.allow-web"));
+        assert_eq!(
+            (p.kind, p.namespace, p.name),
+            (PolicyKind::CalicoNetworkPolicy, "shop", "default.allow-web")
+        );
         let p = parse_policy_str("4|default|eot:default|deny|-1").unwrap();
         assert_eq!(p.kind, PolicyKind::EndOfTier);
     }
@@ -261,8 +291,17 @@ mod tests {
     #[test]
     fn errors_name_the_part() {
         assert_eq!(parse_policy_str("x|y"), Err(PolicyParseError::Parts(2)));
-        assert!(matches!(parse_policy_str("a|t|n|allow"), Err(PolicyParseError::Index(_))));
-        assert!(matches!(parse_policy_str("0|t|n|maybe"), Err(PolicyParseError::Action(_))));
-        assert!(matches!(parse_policy_str("0|t|n|allow|x"), Err(PolicyParseError::Rule(_))));
+        assert!(matches!(
+            parse_policy_str("a|t|n|allow"),
+            Err(PolicyParseError::Index(_))
+        ));
+        assert!(matches!(
+            parse_policy_str("0|t|n|maybe"),
+            Err(PolicyParseError::Action(_))
+        ));
+        assert!(matches!(
+            parse_policy_str("0|t|n|allow|x"),
+            Err(PolicyParseError::Rule(_))
+        ));
     }
 }

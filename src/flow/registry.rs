@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
 /// Stable id of a workload: xxh3-64 of its canonical key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct WorkloadId(pub u64);
 
 impl WorkloadId {
@@ -78,7 +80,11 @@ pub fn canonical_key(
             out.push_str(name_aggr);
         }
         EndpointType::Net => {
-            out.push_str(if name_aggr.is_empty() || name_aggr == "-" { "pub" } else { name_aggr });
+            out.push_str(if name_aggr.is_empty() || name_aggr == "-" {
+                "pub"
+            } else {
+                name_aggr
+            });
             if let Some(ip) = ip {
                 out.push(':');
                 out.push_str(ip);
@@ -211,7 +217,13 @@ mod tests {
     #[test]
     fn keys_match_the_label_files() {
         let mut s = String::new();
-        canonical_key(&mut s, EndpointType::Wep, "lan-192-168-100", "host113-*", None);
+        canonical_key(
+            &mut s,
+            EndpointType::Wep,
+            "lan-192-168-100",
+            "host113-*",
+            None,
+        );
         assert_eq!(s, "lan-192-168-100/host113-*");
         canonical_key(&mut s, EndpointType::Net, "-", "pub", Some("81.2.254.224"));
         assert_eq!(s, "pub:81.2.254.224");

@@ -18,6 +18,8 @@ pub const PEER_CAP: usize = 64;
 pub struct PeerStat {
     /// The other end.
     pub peer: WorkloadId,
+    /// The other end's group (replica-set hash removed).
+    pub peer_group: WorkloadId,
     /// Destination port (0 when unknown).
     pub port: u16,
     /// IP protocol number.
@@ -26,6 +28,8 @@ pub struct PeerStat {
     pub egress: bool,
     /// Kind of the other end.
     pub peer_kind: EndpointType,
+    /// The other end is a public network.
+    pub peer_public: bool,
     /// Records.
     pub records: u32,
     /// Connections started.
@@ -41,6 +45,8 @@ pub struct PeerStat {
 /// One workload's activity in one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowAggregate {
+    /// The workload's group (see [`crate::flow::Endpoint::group`]).
+    pub group: WorkloadId,
     /// Records that mention the workload as source.
     pub records_out: u64,
     /// Records that mention the workload as destination.
@@ -133,6 +139,7 @@ impl WindowAggregate {
         let port = rec.dst.port.unwrap_or(0);
         match side {
             Side::Source => {
+                self.group = rec.src.group;
                 self.records_out += 1;
                 if denied {
                     self.denied_out += 1;
@@ -142,7 +149,9 @@ impl WindowAggregate {
                     self.bytes_out += rec.bytes_out;
                     self.bytes_out_resp += rec.bytes_in;
                     self.packets_out += rec.packets_out;
-                    self.conns_out += rec.num_flows_started.max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
+                    self.conns_out += rec
+                        .num_flows_started
+                        .max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
                     if rec.dst.public {
                         self.bytes_to_public += rec.bytes_out;
                     }
@@ -156,9 +165,10 @@ impl WindowAggregate {
                     self.denied_ports.insert(port_key);
                     self.denied_hosts.insert_hash(host);
                 }
-                self.add_peer(rec, rec.dst.id, rec.dst.kind, true, counts, denied);
+                self.add_peer(rec, &rec.dst, true, counts, denied);
             }
             Side::Destination => {
+                self.group = rec.dst.group;
                 self.records_in += 1;
                 if denied {
                     self.denied_in += 1;
@@ -167,10 +177,12 @@ impl WindowAggregate {
                 if counts {
                     self.bytes_in += rec.bytes_in;
                     self.packets_in += rec.packets_in;
-                    self.conns_in += rec.num_flows_started.max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
+                    self.conns_in += rec
+                        .num_flows_started
+                        .max(u64::from(rec.num_flows > 0 && rec.num_flows_started == 0));
                 }
                 self.src_hosts.insert_hash(host_hash(&rec.src));
-                self.add_peer(rec, rec.src.id, rec.src.kind, false, counts, denied);
+                self.add_peer(rec, &rec.src, false, counts, denied);
             }
         }
     }
@@ -179,12 +191,12 @@ impl WindowAggregate {
     fn add_peer(
         &mut self,
         rec: &FlowRecord,
-        peer: WorkloadId,
-        peer_kind: EndpointType,
+        other: &Endpoint,
         egress: bool,
         counts: bool,
         denied: bool,
     ) {
+        let (peer, peer_group, peer_kind) = (other.id, other.group, other.kind);
         let port = rec.dst.port.unwrap_or(0);
         let proto = rec.proto.0;
         let (bytes_out, bytes_in, conns) = if counts {
@@ -214,10 +226,12 @@ impl WindowAggregate {
         }
         self.peers.push(PeerStat {
             peer,
+            peer_group,
             port,
             proto,
             egress,
             peer_kind,
+            peer_public: other.public,
             records: 1,
             connections: conns,
             bytes_out,

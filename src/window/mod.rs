@@ -163,10 +163,28 @@ mod tests {
     #[test]
     fn late_records_go_to_the_next_open_window() {
         let mut c = WindowClock::new(15, 0);
-        assert_eq!(c.assign(0), Assignment { window: 0, late: false });
-        assert_eq!(c.assign(15), Assignment { window: 1, late: false });
+        assert_eq!(
+            c.assign(0),
+            Assignment {
+                window: 0,
+                late: false
+            }
+        );
+        assert_eq!(
+            c.assign(15),
+            Assignment {
+                window: 1,
+                late: false
+            }
+        );
         // Window 0 closed when a record of window 1 arrived with no lateness allowed.
-        assert_eq!(c.assign(3), Assignment { window: 1, late: true });
+        assert_eq!(
+            c.assign(3),
+            Assignment {
+                window: 1,
+                late: true
+            }
+        );
         assert_eq!(c.frontier(), Some(1));
     }
 
@@ -175,9 +193,21 @@ mod tests {
         let mut c = WindowClock::new(15, 30);
         c.assign(0);
         c.assign(30);
-        assert_eq!(c.assign(5), Assignment { window: 0, late: false });
+        assert_eq!(
+            c.assign(5),
+            Assignment {
+                window: 0,
+                late: false
+            }
+        );
         c.assign(46);
-        assert_eq!(c.assign(5), Assignment { window: 1, late: true });
+        assert_eq!(
+            c.assign(5),
+            Assignment {
+                window: 1,
+                late: true
+            }
+        );
     }
 
     #[test]

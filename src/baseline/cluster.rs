@@ -1,0 +1,176 @@
+//! [`ClusterState`]: what the whole cluster does, for detectors that judge a workload against
+//! everyone else: how many workload groups use a destination or a port (rarity, beaconing), how many
+//! groups are active, and MIDAS-R's decayed edge totals (edge bursts).
+//!
+//! Updated once per closed window, after every workload of that window was scored, so scores never
+//! depend on the order workloads are visited in. Every table is capped (invariant 5).
+
+use crate::baseline::sketch::{mix64, CountMinSketch};
+use crate::flow::WorkloadId;
+use crate::window::WindowAggregate;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Distinct source groups tracked exactly per destination; more count as "many".
+pub const SHARERS_CAP: usize = 6;
+/// Most destinations / ports remembered.
+pub const TABLE_CAP: usize = 200_000;
+
+/// Which source groups use something (capped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sharers {
+    /// Distinct source groups (up to [`SHARERS_CAP`]).
+    pub groups: Vec<u64>,
+    /// Last window it was used.
+    pub last_window: i64,
+}
+
+impl Sharers {
+    fn add(&mut self, g: u64, w: i64) {
+        self.last_window = self.last_window.max(w);
+        if self.groups.len() < SHARERS_CAP && !self.groups.contains(&g) {
+            self.groups.push(g);
+        }
+    }
+    /// Distinct groups (saturates at [`SHARERS_CAP`]).
+    pub fn count(&self) -> usize {
+        self.groups.len()
+    }
+    /// Distinct groups other than `g`.
+    pub fn others(&self, g: u64) -> usize {
+        self.groups.iter().filter(|&&x| x != g).count()
+    }
+}
+
+/// `[detect.edge_burst]` sketch size lives with the detector; this keeps the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Source groups per destination group.
+    pub dest_sharers: FxHashMap<u64, Sharers>,
+    /// Source groups per (port, proto).
+    pub port_sharers: FxHashMap<u32, Sharers>,
+    /// Groups seen in recent windows (decayed count).
+    pub active_groups: f64,
+    /// MIDAS-R decayed edge totals.
+    pub edge_totals: CountMinSketch,
+    /// Windows folded into `edge_totals`.
+    pub edge_ticks: u64,
+    /// Last window folded in.
+    pub last_window: i64,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState {
+            dest_sharers: FxHashMap::default(),
+            port_sharers: FxHashMap::default(),
+            active_groups: 0.0,
+            edge_totals: CountMinSketch::new(4, 4096),
+            edge_ticks: 0,
+            last_window: i64::MIN,
+        }
+    }
+}
+
+/// Key of an edge between two groups for the count-min sketch.
+#[inline]
+pub fn edge_key(src_group: WorkloadId, dst_group: WorkloadId, port: u16) -> u64 {
+    mix64(src_group.0 ^ dst_group.0.rotate_left(21) ^ ((port as u64) << 7))
+}
+
+/// Key of a (port, proto).
+#[inline]
+pub fn port_key(port: u16, proto: u8) -> u32 {
+    port as u32 | ((proto as u32) << 16)
+}
+
+impl ClusterState {
+    /// How many source groups other than `src` reached the destination group.
+    pub fn dest_others(&self, dst_group: WorkloadId, src: WorkloadId) -> usize {
+        self.dest_sharers
+            .get(&dst_group.0)
+            .map_or(0, |s| s.others(src.0))
+    }
+
+    /// How many source groups other than `src` used the port.
+    pub fn port_others(&self, port: u16, proto: u8, src: WorkloadId) -> usize {
+        self.port_sharers
+            .get(&port_key(port, proto))
+            .map_or(0, |s| s.others(src.0))
+    }
+
+    /// MIDAS-R chi-squared score of an edge count `a` this window against its decayed total.
+    pub fn edge_score(&self, key: u64, a: f64) -> (f64, f64) {
+        let t = self.edge_ticks as f64 + 1.0;
+        let s = self.edge_totals.estimate(key) + a;
+        if t <= 1.0 || s <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let expected = s / t;
+        let score = (a - expected).powi(2) * t * t / (s * (t - 1.0));
+        (score, expected)
+    }
+
+    /// Folds one closed window in: sharers, active groups, and (MIDAS-F) the edge counts of workloads
+    /// whose window was not anomalous.
+    pub fn update(
+        &mut self,
+        window: i64,
+        items: &[(WorkloadId, WorkloadId, &WindowAggregate, bool)],
+        edge_decay: f64,
+    ) {
+        let mut groups = 0usize;
+        for (_, group, agg, _) in items {
+            if agg.records_out == 0 {
+                continue;
+            }
+            groups += 1;
+            for p in agg.peers.iter().filter(|p| p.egress) {
+                self.dest_sharers
+                    .entry(p.peer_group.0)
+                    .or_default()
+                    .add(group.0, window);
+                self.port_sharers
+                    .entry(port_key(p.port, p.proto))
+                    .or_default()
+                    .add(group.0, window);
+            }
+        }
+        let gap = if self.last_window == i64::MIN {
+            1
+        } else {
+            (window - self.last_window).max(1)
+        };
+        let decay = 0.98f64.powi(gap.min(1000) as i32);
+        self.active_groups = self.active_groups * decay + groups as f64 * (1.0 - decay);
+        if self.active_groups < groups as f64 {
+            self.active_groups = self.active_groups.max(groups as f64 * 0.5);
+        }
+        self.edge_totals.scale(edge_decay.powi(gap.min(64) as i32));
+        for (_, group, agg, anomalous) in items {
+            if *anomalous {
+                continue;
+            }
+            for p in agg.peers.iter().filter(|p| p.egress) {
+                self.edge_totals
+                    .add(edge_key(*group, p.peer_group, p.port), p.records as f64);
+            }
+        }
+        self.edge_ticks += 1;
+        self.last_window = window;
+        if self.dest_sharers.len() > TABLE_CAP {
+            prune(&mut self.dest_sharers);
+        }
+        if self.port_sharers.len() > TABLE_CAP {
+            prune(&mut self.port_sharers);
+        }
+    }
+}
+
+/// Keeps the most recently used half of a table.
+fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
+    let mut ages: Vec<i64> = t.values().map(|s| s.last_window).collect();
+    ages.sort_unstable();
+    let cut = ages[ages.len() / 2];
+    t.retain(|_, s| s.last_window > cut);
+}

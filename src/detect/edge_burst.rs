@@ -1,0 +1,108 @@
+//! Edge bursts, after MIDAS-R/MIDAS-F (Bhatia et al.): each (source group, destination group, port)
+//! edge's count in this window is compared with its decayed history in a count-min sketch using the
+//! chi-squared statistic. Windows judged anomalous are not merged into the totals (MIDAS-F's
+//! conditional merge) so an ongoing attack keeps scoring as one. The sketch lives in
+//! [`crate::baseline::ClusterState`].
+
+use crate::alert::Band;
+use crate::baseline::cluster::edge_key;
+use crate::baseline::Baseline;
+use crate::detect::{severity_for, DetectContext, Detector, Finding, Scope};
+use crate::flow::{WorkloadId, WorkloadRegistry};
+use crate::window::WindowAggregate;
+use serde::{Deserialize, Serialize};
+
+/// `[detect.edge_burst]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeBurstConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Chi-squared score that raises an alert.
+    pub chi_threshold: f64,
+    /// Minimum records + connections on the edge in the window.
+    pub min_count: u64,
+    /// Per-window decay of the edge totals (MIDAS-R's alpha).
+    pub decay: f64,
+}
+
+impl Default for EdgeBurstConfig {
+    fn default() -> Self {
+        EdgeBurstConfig {
+            enabled: true,
+            chi_threshold: 2000.0,
+            min_count: 500,
+            decay: 0.5,
+        }
+    }
+}
+
+/// The edge-burst detector.
+pub struct EdgeBurst;
+
+impl Detector for EdgeBurst {
+    fn name(&self) -> &'static str {
+        "edge_burst"
+    }
+
+    fn evaluate(
+        &self,
+        ctx: &DetectContext<'_>,
+        workload: WorkloadId,
+        agg: &WindowAggregate,
+        _baseline: Option<&Baseline>,
+        out: &mut Vec<Finding>,
+    ) {
+        let cfg = &ctx.cfg.edge_burst;
+        let mut best: Option<(f64, f64, f64, &crate::window::aggregate::PeerStat)> = None;
+        for p in agg.peers.iter().filter(|p| p.egress) {
+            let a = (p.records as u64).max(p.connections) as f64;
+            let (chi, expected) = ctx
+                .cluster
+                .edge_score(edge_key(agg.group, p.peer_group, p.port), a);
+            let score = (chi / cfg.chi_threshold).min(a / cfg.min_count as f64);
+            if best.is_none_or(|(s, ..)| score > s) {
+                best = Some((score, a, expected, p));
+            }
+        }
+        let Some((score, a, expected, p)) = best else {
+            return;
+        };
+        if score < 1.0 && !(ctx.soft && score > 0.05) {
+            return;
+        }
+        let peer = WorkloadRegistry::global().key(p.peer);
+        out.push(Finding {
+            detector: self.name(),
+            workload,
+            score,
+            severity: severity_for(score, 55),
+            feature: "edge_count",
+            observed: a,
+            expected,
+            band: Band {
+                lower: 0.0,
+                upper: expected.max(1.0) * 4.0,
+            },
+            description: format!(
+                "burst of {a:.0} flows to {peer} port {} (expected {expected:.1})",
+                p.port
+            ),
+            evidence: serde_json::json!({
+                "destination": peer,
+                "port": p.port,
+                "count": a,
+                "expected": expected,
+                "bytes_out": p.bytes_out,
+            }),
+            peer: Some(p.peer),
+            dest_port: Some(p.port),
+            scope: Scope {
+                egress: true,
+                peers: vec![p.peer],
+                ports: vec![p.port],
+                denied_only: false,
+            },
+        });
+    }
+}
