@@ -11,5 +11,6 @@ pub mod source;
 pub mod sink;
 
 pub mod produce;
+pub mod state;
 
 pub use source::{KafkaConfig, KafkaSource, PartitionOffset};
