@@ -10,23 +10,39 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn tansu_supports_topics_groups_commits_and_compaction() {
-    let Some(broker) = broker_or_skip("tansu_supports_topics_groups_commits_and_compaction") else { return };
+    let Some(broker) = broker_or_skip("tansu_supports_topics_groups_commits_and_compaction") else {
+        return;
+    };
     let brokers = broker.brokers();
     create_topic(&brokers, "probe", 3);
-    let cfg = flowwarden::kafka::KafkaConfig { bootstrap_servers: brokers.clone(), ..Default::default() };
-    flowwarden::kafka::produce::ensure_topic(&cfg, "probe-state", 1, 1, true).expect("compacted topic");
+    let cfg = flowwarden::kafka::KafkaConfig {
+        bootstrap_servers: brokers.clone(),
+        ..Default::default()
+    };
+    flowwarden::kafka::produce::ensure_topic(&cfg, "probe-state", 1, 1, true)
+        .expect("compacted topic");
     // Creating an existing topic is not an error.
-    flowwarden::kafka::produce::ensure_topic(&cfg, "probe", 3, 1, false).expect("idempotent create");
+    flowwarden::kafka::produce::ensure_topic(&cfg, "probe", 3, 1, false)
+        .expect("idempotent create");
 
-    let mut producer = flowwarden::kafka::sink::TopicProducer::new(&cfg, "probe").expect("producer");
+    let mut producer =
+        flowwarden::kafka::sink::TopicProducer::new(&cfg, "probe").expect("producer");
     for i in 0..30 {
-        producer.send_bytes(format!("k{}", i % 5).as_bytes(), format!("{{\"n\":{i}}}").as_bytes()).expect("send");
+        producer
+            .send_bytes(
+                format!("k{}", i % 5).as_bytes(),
+                format!("{{\"n\":{i}}}").as_bytes(),
+            )
+            .expect("send");
     }
     producer.flush().expect("flush");
     let msgs = read_topic(&brokers, "probe");
     assert_eq!(msgs.len(), 30);
     let partitions: std::collections::BTreeSet<i32> = msgs.iter().map(|m| m.0).collect();
-    assert!(partitions.len() > 1, "keys spread over partitions: {partitions:?}");
+    assert!(
+        partitions.len() > 1,
+        "keys spread over partitions: {partitions:?}"
+    );
 
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -45,8 +61,13 @@ fn tansu_supports_topics_groups_commits_and_compaction() {
     }
     assert_eq!(got, 30, "group consumer reads everything");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("probe", 0, Offset::Offset(1)).expect("tpl");
+    tpl.add_partition_offset("probe", 0, Offset::Offset(1))
+        .expect("tpl");
     consumer.commit(&tpl, CommitMode::Sync).expect("commit");
     drop(consumer);
-    assert_eq!(committed_total(&brokers, "probe-group", "probe", 1), 1, "committed offset read back");
+    assert_eq!(
+        committed_total(&brokers, "probe-group", "probe", 1),
+        1,
+        "committed offset read back"
+    );
 }

@@ -42,9 +42,12 @@ pub fn run(a: ProduceArgs) -> anyhow::Result<()> {
         let mut reader: Box<dyn BufRead> = if input == "-" {
             Box::new(std::io::BufReader::new(std::io::stdin()))
         } else {
-            let f = std::fs::File::open(input).map_err(|e| anyhow::anyhow!("cannot open {input}: {e}"))?;
+            let f = std::fs::File::open(input)
+                .map_err(|e| anyhow::anyhow!("cannot open {input}: {e}"))?;
             if input.ends_with(".gz") {
-                Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f)))
+                Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+                    f,
+                )))
             } else {
                 Box::new(std::io::BufReader::with_capacity(1 << 20, f))
             }

@@ -40,12 +40,22 @@ pub fn workload_key(line: &[u8]) -> Option<String> {
     if ns.is_none() && name.is_none() {
         return None;
     }
-    Some(format!("{}/{}", ns.as_deref().unwrap_or("-"), name.as_deref().unwrap_or("-")))
+    Some(format!(
+        "{}/{}",
+        ns.as_deref().unwrap_or("-"),
+        name.as_deref().unwrap_or("-")
+    ))
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists. `compact` sets
 /// `cleanup.policy=compact` (state topics).
-pub fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32, replication: i32, compact: bool) -> anyhow::Result<()> {
+pub fn ensure_topic(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    compact: bool,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = cfg
         .client_config()
         .create()
@@ -53,7 +63,11 @@ pub fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32, replication
     // An existing topic is left alone (and brokers without the CreateTopics API still work).
     let timeout = std::time::Duration::from_secs(10);
     if let Ok(md) = admin.inner().fetch_metadata(Some(topic), timeout) {
-        if md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+        if md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        {
             return Ok(());
         }
     }
@@ -61,7 +75,9 @@ pub fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32, replication
     if compact {
         new = new.set("cleanup.policy", "compact");
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let opts = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30)));
     let results = rt
         .block_on(admin.create_topics([&new], &opts))
@@ -86,7 +102,10 @@ pub struct ProduceStats {
 
 /// Sends every non-empty line of `input` as one message keyed by its source workload, then waits
 /// for all deliveries.
-pub fn produce_lines(producer: &mut TopicProducer, input: &mut dyn BufRead) -> anyhow::Result<ProduceStats> {
+pub fn produce_lines(
+    producer: &mut TopicProducer,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<ProduceStats> {
     let mut stats = ProduceStats::default();
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -118,14 +137,23 @@ mod tests {
     #[test]
     fn keys_are_source_workloads() {
         assert_eq!(
-            workload_key(br#"{"source_namespace":"app","source_name_aggr":"web-7d-*","dest_port":80}"#).as_deref(),
+            workload_key(
+                br#"{"source_namespace":"app","source_name_aggr":"web-7d-*","dest_port":80}"#
+            )
+            .as_deref(),
             Some("app/web-7d-*")
         );
         assert_eq!(
-            workload_key(br#"{"Key":{"source_name":"client-*","source_namespace":"ns"},"start_time":1}"#).as_deref(),
+            workload_key(
+                br#"{"Key":{"source_name":"client-*","source_namespace":"ns"},"start_time":1}"#
+            )
+            .as_deref(),
             Some("ns/client-*")
         );
-        assert_eq!(workload_key(br#"{"source_name_aggr":"pub"}"#).as_deref(), Some("-/pub"));
+        assert_eq!(
+            workload_key(br#"{"source_name_aggr":"pub"}"#).as_deref(),
+            Some("-/pub")
+        );
         assert_eq!(workload_key(b"garbage"), None);
         assert_eq!(workload_key(b"{}"), None);
     }

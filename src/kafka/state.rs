@@ -43,7 +43,8 @@ impl StateTopic {
 
     /// Writes one partition's state and waits until it is delivered.
     pub fn put(&mut self, input_partition: i32, state: &[u8]) -> anyhow::Result<()> {
-        self.producer.send_bytes(input_partition.to_string().as_bytes(), state)?;
+        self.producer
+            .send_bytes(input_partition.to_string().as_bytes(), state)?;
         self.producer.flush()
     }
 
@@ -62,7 +63,11 @@ impl StateTopic {
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("state topic {topic} metadata: {e}"))?;
-        let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
         let mut tpl = TopicPartitionList::new();
         for p in &parts {
             tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
@@ -77,7 +82,9 @@ impl StateTopic {
             }
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    let key = std::str::from_utf8(m.key().unwrap_or_default()).ok().and_then(|k| k.parse::<i32>().ok());
+                    let key = std::str::from_utf8(m.key().unwrap_or_default())
+                        .ok()
+                        .and_then(|k| k.parse::<i32>().ok());
                     if let Some(k) = key.filter(|k| wanted.contains(k)) {
                         latest.insert(k, m.payload().unwrap_or_default().to_vec());
                     }

@@ -74,7 +74,12 @@ impl TopicProducer {
         }
         let producer: ThreadedProducer<DeliveryTracker> = client
             .create_with_context(DeliveryTracker::default())
-            .map_err(|e| anyhow::anyhow!("kafka producer for topic {topic} at {}: {e}", cfg.bootstrap_servers))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "kafka producer for topic {topic} at {}: {e}",
+                    cfg.bootstrap_servers
+                )
+            })?;
         let context = Arc::clone(producer.context());
         Ok(TopicProducer {
             producer,
@@ -111,7 +116,8 @@ impl TopicProducer {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    metrics::counter!("flowwarden_sink_errors_total", "sink" => "kafka").increment(1);
+                    metrics::counter!("flowwarden_sink_errors_total", "sink" => "kafka")
+                        .increment(1);
                     anyhow::bail!("kafka send to {}: {e}", self.topic);
                 }
             }
@@ -124,7 +130,9 @@ impl TopicProducer {
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        self.producer.send(record).map_err(|(e, _)| anyhow::anyhow!("kafka send to {}: {e}", self.topic))
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| anyhow::anyhow!("kafka send to {}: {e}", self.topic))
     }
 
     /// Waits until every queued message is delivered; re-sends failures up to `delivery_retries`
@@ -143,7 +151,8 @@ impl TopicProducer {
             if failed.is_empty() {
                 return Ok(());
             }
-            metrics::counter!("flowwarden_sink_errors_total", "sink" => "kafka").increment(failed.len() as u64);
+            metrics::counter!("flowwarden_sink_errors_total", "sink" => "kafka")
+                .increment(failed.len() as u64);
             tracing::warn!(topic = %self.topic, failed = failed.len(), attempt, error = %failed[0].error, "kafka deliveries failed");
             if attempt >= self.retries {
                 anyhow::bail!(
@@ -193,7 +202,11 @@ pub struct KafkaActionSink(pub TopicProducer);
 
 impl KafkaActionSink {
     /// Sends one action.
-    pub fn send<T: Serialize + ?Sized>(&mut self, workload: &str, action: &T) -> anyhow::Result<()> {
+    pub fn send<T: Serialize + ?Sized>(
+        &mut self,
+        workload: &str,
+        action: &T,
+    ) -> anyhow::Result<()> {
         self.0.send_json(workload, action)
     }
     /// Waits for every delivery.
@@ -221,7 +234,8 @@ mod tests {
         };
         let mut sink = KafkaActionSink(TopicProducer::new(&cfg, "actions").expect("producer"));
         for i in 0..20 {
-            sink.send(&format!("ns/w{}", i % 4), &serde_json::json!({"n": i})).expect("send");
+            sink.send(&format!("ns/w{}", i % 4), &serde_json::json!({"n": i}))
+                .expect("send");
         }
         sink.flush().expect("flush");
         let consumer: BaseConsumer = cfg
@@ -237,7 +251,8 @@ mod tests {
         while got < 20 && std::time::Instant::now() < deadline {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
+                let v: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
                 let e = by_key.entry(key).or_insert((m.partition(), Vec::new()));
                 assert_eq!(e.0, m.partition(), "one key, one partition");
                 e.1.push(v["n"].as_i64().unwrap_or(-1));
@@ -246,7 +261,10 @@ mod tests {
         }
         assert_eq!(got, 20);
         for (_, (_, ns)) in by_key {
-            assert!(ns.windows(2).all(|w| w[0] < w[1]), "per-key order kept: {ns:?}");
+            assert!(
+                ns.windows(2).all(|w| w[0] < w[1]),
+                "per-key order kept: {ns:?}"
+            );
         }
     }
 }

@@ -97,9 +97,13 @@ impl KafkaConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let key = |k: &str, m: String| (format!("kafka.{k}"), m);
         if !["committed", "earliest", "latest"].contains(&self.start.as_str()) {
-            return Err(key("start", format!("{:?} is not one of committed, earliest, latest", self.start)));
+            return Err(key(
+                "start",
+                format!("{:?} is not one of committed, earliest, latest", self.start),
+            ));
         }
-        humantime::parse_duration(&self.idle_timeout).map_err(|e| key("idle_timeout", e.to_string()))?;
+        humantime::parse_duration(&self.idle_timeout)
+            .map_err(|e| key("idle_timeout", e.to_string()))?;
         if self.max_buffered_lines == 0 {
             return Err(key("max_buffered_lines", "must be at least 1".into()));
         }
@@ -156,7 +160,10 @@ pub type PartitionKey = (Arc<str>, i32);
 pub fn extract_start_time(line: &[u8]) -> Option<i64> {
     const NEEDLE: &[u8] = b"\"start_time\"";
     let pos = line.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
-    let mut rest = line[pos + NEEDLE.len()..].iter().copied().skip_while(|b| b.is_ascii_whitespace());
+    let mut rest = line[pos + NEEDLE.len()..]
+        .iter()
+        .copied()
+        .skip_while(|b| b.is_ascii_whitespace());
     if rest.next() != Some(b':') {
         return None;
     }
@@ -245,7 +252,9 @@ impl EventTimeMerger {
         if !self.partitions.contains_key(key) {
             self.add_partition(key.clone(), now);
         }
-        let Some(q) = self.partitions.get_mut(key) else { return };
+        let Some(q) = self.partitions.get_mut(key) else {
+            return;
+        };
         q.eof = false;
         q.last_message = now;
         let before = q.lines.len();
@@ -336,7 +345,13 @@ impl EventTimeMerger {
     /// Moves up to `max_lines` lines (about `max_bytes`) into `batch` in event-time order; returns
     /// how many. Stops when an empty partition that is neither at its end nor idle could still
     /// deliver an earlier record.
-    pub fn emit(&mut self, batch: &mut LineBatch, max_lines: usize, max_bytes: usize, now: Instant) -> usize {
+    pub fn emit(
+        &mut self,
+        batch: &mut LineBatch,
+        max_lines: usize,
+        max_bytes: usize,
+        now: Instant,
+    ) -> usize {
         let mut emitted = 0;
         let start_bytes = batch.data.len();
         while emitted < max_lines && batch.data.len() - start_bytes < max_bytes {
@@ -363,14 +378,23 @@ impl EventTimeMerger {
                 break;
             }
             let key = key.clone();
-            let Some(q) = self.partitions.get_mut(&key) else { break };
-            let Some(head) = q.lines.pop_front() else { break };
+            let Some(q) = self.partitions.get_mut(&key) else {
+                break;
+            };
+            let Some(head) = q.lines.pop_front() else {
+                break;
+            };
             self.buffered -= 1;
             if head.last_of_message {
                 q.next_offset = Some(head.offset + 1);
             }
             if let Some(line) = head.line {
-                batch.push_line(&q.source, &line, head.offset.max(0) as u64, head.byte_offset);
+                batch.push_line(
+                    &q.source,
+                    &line,
+                    head.offset.max(0) as u64,
+                    head.byte_offset,
+                );
                 emitted += 1;
             }
         }
@@ -406,20 +430,34 @@ pub struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let Ok(mut state) = self.state.lock() else { return };
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 for (t, p) in &parts {
                     let key = (t.clone(), *p);
                     if state.seen.insert(key.clone()) {
-                        let start = state.first_assignment.get(&key).copied().or(state.default_start);
+                        let start = state
+                            .first_assignment
+                            .get(&key)
+                            .copied()
+                            .or(state.default_start);
                         if let Some(offset) = start {
                             if let Err(e) = tpl.set_partition_offset(t, *p, offset) {
                                 tracing::warn!(topic = %t, partition = p, error = %e, "cannot set start offset");
@@ -427,7 +465,11 @@ impl ConsumerContext for GroupContext {
                         }
                     }
                 }
-                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "partition assignment failed");
                 }
@@ -448,7 +490,11 @@ impl ConsumerContext for GroupContext {
                         tracing::warn!(error = %e, "commit on revoke failed");
                     }
                 }
-                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "partition revocation failed");
                 }
@@ -479,7 +525,8 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Connects and subscribes. `resume`: next offsets from a checkpoint (they win over `start`).
     pub fn new(cfg: &KafkaConfig, resume: &[PartitionOffset]) -> anyhow::Result<Self> {
-        cfg.validate().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
+        cfg.validate()
+            .map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
         if cfg.topics.is_empty() {
             anyhow::bail!("kafka.topics: [source] kind = \"kafka\" needs at least one topic");
         }
@@ -492,9 +539,10 @@ impl KafkaSource {
             ..GroupState::default()
         };
         for r in resume {
-            state
-                .first_assignment
-                .insert((r.topic.clone(), r.partition), Offset::Offset(r.next_offset));
+            state.first_assignment.insert(
+                (r.topic.clone(), r.partition),
+                Offset::Offset(r.next_offset),
+            );
         }
         let state = Arc::new(Mutex::new(state));
         let mut client = cfg.client_config();
@@ -503,7 +551,14 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", if cfg.start == "latest" { "latest" } else { "earliest" });
+            .set(
+                "auto.offset.reset",
+                if cfg.start == "latest" {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            );
         for (k, v) in &cfg.librdkafka {
             client.set(k, v);
         }
@@ -523,7 +578,11 @@ impl KafkaSource {
             max_buffered: cfg.max_buffered_lines,
             stop_at_end: cfg.stop_at_end,
             pending_commit: Mutex::new(Vec::new()),
-            topics: cfg.topics.iter().map(|t| (t.clone(), Arc::from(t.as_str()))).collect(),
+            topics: cfg
+                .topics
+                .iter()
+                .map(|t| (t.clone(), Arc::from(t.as_str())))
+                .collect(),
             lines_total: 0,
         })
     }
@@ -541,21 +600,38 @@ impl KafkaSource {
     /// Pulls messages into the merger until it holds `want` lines or nothing arrives for `wait`.
     fn fill(&mut self, want: usize, wait: Duration) {
         let deadline = Instant::now() + wait;
-        let (consumer, merger, topics, state) = (&self.consumer, &mut self.merger, &mut self.topics, &self.state);
+        let (consumer, merger, topics, state) = (
+            &self.consumer,
+            &mut self.merger,
+            &mut self.topics,
+            &self.state,
+        );
         loop {
             let now = Instant::now();
-            let timeout = if merger.buffered() >= want { Duration::ZERO } else { deadline.saturating_duration_since(now) };
-            let Some(result) = consumer.poll(timeout) else { break };
+            let timeout = if merger.buffered() >= want {
+                Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(now)
+            };
+            let Some(result) = consumer.poll(timeout) else {
+                break;
+            };
             // Rebalance callbacks run inside `poll`: apply them before the messages that follow.
             apply_group_events(state, merger, topics);
             match result {
                 Ok(msg) => {
                     let key = (intern(topics, msg.topic()), msg.partition());
-                    merger.push_message(&key, msg.offset(), msg.payload().unwrap_or(&[]), Instant::now());
+                    merger.push_message(
+                        &key,
+                        msg.offset(),
+                        msg.payload().unwrap_or(&[]),
+                        Instant::now(),
+                    );
                 }
                 Err(KafkaError::PartitionEOF(p)) => {
                     // librdkafka's EOF event names the partition only: mark it in every topic.
-                    let keys: Vec<PartitionKey> = merger.partitions().filter(|k| k.1 == p).cloned().collect();
+                    let keys: Vec<PartitionKey> =
+                        merger.partitions().filter(|k| k.1 == p).cloned().collect();
                     for k in keys {
                         merger.mark_eof(&k);
                     }
@@ -581,7 +657,11 @@ impl KafkaSource {
             for (t, p) in &keys {
                 tpl.add_partition(t, *p);
             }
-            let r = if pause { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+            let r = if pause {
+                self.consumer.pause(&tpl)
+            } else {
+                self.consumer.resume(&tpl)
+            };
             if let Err(e) = r {
                 tracing::warn!(error = %e, pause, "kafka pause/resume failed");
             }
@@ -598,7 +678,11 @@ fn intern(topics: &mut BTreeMap<String, Arc<str>>, name: &str) -> Arc<str> {
     t
 }
 
-fn apply_group_events(state: &Mutex<GroupState>, merger: &mut EventTimeMerger, topics: &mut BTreeMap<String, Arc<str>>) {
+fn apply_group_events(
+    state: &Mutex<GroupState>,
+    merger: &mut EventTimeMerger,
+    topics: &mut BTreeMap<String, Arc<str>>,
+) {
     let events = match state.lock() {
         Ok(mut s) => std::mem::take(&mut s.events),
         Err(_) => return,
@@ -620,14 +704,19 @@ fn apply_group_events(state: &Mutex<GroupState>, merger: &mut EventTimeMerger, t
     }
 }
 
-impl KafkaSource {
-
-}
+impl KafkaSource {}
 
 impl LineSource for KafkaSource {
-    fn poll_batch(&mut self, batch: &mut LineBatch, max_lines: usize, max_bytes: usize) -> std::io::Result<Poll> {
+    fn poll_batch(
+        &mut self,
+        batch: &mut LineBatch,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Poll> {
         self.fill(max_lines, Duration::from_millis(100));
-        let n = self.merger.emit(batch, max_lines, max_bytes, Instant::now());
+        let n = self
+            .merger
+            .emit(batch, max_lines, max_bytes, Instant::now());
         self.lines_total += n as u64;
         metrics::counter!("flowwarden_kafka_lines_total").increment(n as u64);
         Ok(if n > 0 {
@@ -679,13 +768,17 @@ mod tests {
     }
 
     fn line(t: i64, tag: &str) -> String {
-        format!("{{\"start_time\":{t},\"end_time\":{},\"tag\":\"{tag}\"}}", t + 15)
+        format!(
+            "{{\"start_time\":{t},\"end_time\":{},\"tag\":\"{tag}\"}}",
+            t + 15
+        )
     }
 
     fn tags(batch: &LineBatch) -> Vec<String> {
         (0..batch.len())
             .map(|i| {
-                let v: serde_json::Value = serde_json::from_slice(batch.line(i)).unwrap_or_default();
+                let v: serde_json::Value =
+                    serde_json::from_slice(batch.line(i)).unwrap_or_default();
                 v["tag"].as_str().unwrap_or("?").to_string()
             })
             .collect()
@@ -693,11 +786,20 @@ mod tests {
 
     #[test]
     fn start_time_is_found_without_parsing() {
-        assert_eq!(extract_start_time(br#"{"a":1,"start_time":1577834657,"x":2}"#), Some(1577834657));
-        assert_eq!(extract_start_time(br#"{"Key":{"a":1},"start_time" : 17}"#), Some(17));
+        assert_eq!(
+            extract_start_time(br#"{"a":1,"start_time":1577834657,"x":2}"#),
+            Some(1577834657)
+        );
+        assert_eq!(
+            extract_start_time(br#"{"Key":{"a":1},"start_time" : 17}"#),
+            Some(17)
+        );
         assert_eq!(extract_start_time(br#"{"start_time":"soon"}"#), None);
         assert_eq!(extract_start_time(br#"{"end_time":5}"#), None);
-        assert_eq!(extract_start_time(br#"{"start_time":99999999999999999999999}"#), None);
+        assert_eq!(
+            extract_start_time(br#"{"start_time":99999999999999999999999}"#),
+            None
+        );
         assert_eq!(extract_start_time(b"\"start_time\""), None);
     }
 
@@ -707,7 +809,12 @@ mod tests {
         let mut m = EventTimeMerger::new(Duration::from_secs(2));
         m.add_partition(key(0), now);
         m.add_partition(key(1), now);
-        m.push_message(&key(0), 0, format!("{}\n{}", line(10, "a"), line(30, "c")).as_bytes(), now);
+        m.push_message(
+            &key(0),
+            0,
+            format!("{}\n{}", line(10, "a"), line(30, "c")).as_bytes(),
+            now,
+        );
         m.push_message(&key(1), 0, line(20, "b").as_bytes(), now);
         let mut b = LineBatch::new();
         // Partition 1 is empty after "b" and neither at its end nor idle: "c" waits.
@@ -731,8 +838,18 @@ mod tests {
         m.push_message(&key(0), 5, line(10, "a").as_bytes(), now);
         let mut b = LineBatch::new();
         assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 0);
-        assert_eq!(m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(1)), 1);
-        assert_eq!(m.positions(), vec![PartitionOffset { topic: "flows".into(), partition: 0, next_offset: 6 }]);
+        assert_eq!(
+            m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(1)),
+            1
+        );
+        assert_eq!(
+            m.positions(),
+            vec![PartitionOffset {
+                topic: "flows".into(),
+                partition: 0,
+                next_offset: 6
+            }]
+        );
     }
 
     #[test]
@@ -746,12 +863,29 @@ mod tests {
         let mut b = LineBatch::new();
         assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 1);
         assert_eq!(b.line(0), b"not json");
-        assert_eq!(m.positions()[0].next_offset, 9, "the empty message counts as handled");
-        m.push_message(&key(1), 0, format!("{}\n{}\n", line(1, "x"), line(2, "y")).as_bytes(), now);
-        assert_eq!(m.emit(&mut b, 2, 1 << 20, now), 0, "partition 0 is empty and not at its end");
+        assert_eq!(
+            m.positions()[0].next_offset,
+            9,
+            "the empty message counts as handled"
+        );
+        m.push_message(
+            &key(1),
+            0,
+            format!("{}\n{}\n", line(1, "x"), line(2, "y")).as_bytes(),
+            now,
+        );
+        assert_eq!(
+            m.emit(&mut b, 2, 1 << 20, now),
+            0,
+            "partition 0 is empty and not at its end"
+        );
         m.mark_eof(&key(0));
         assert_eq!(m.emit(&mut b, 1, 1 << 20, now), 1);
-        assert_eq!(m.positions().len(), 1, "a message is covered only once all its lines are out");
+        assert_eq!(
+            m.positions().len(),
+            1,
+            "a message is covered only once all its lines are out"
+        );
         assert_eq!(m.emit(&mut b, 1, 1 << 20, now), 1);
         assert_eq!(m.positions()[1].next_offset, 1);
     }
@@ -791,7 +925,10 @@ mod tests {
             for i in 0..20i64 {
                 let t = p + 6 * i;
                 let payload = format!("{}\n{}\n", line(t, "x"), line(t + 3, "y"));
-                let record = rdkafka::producer::BaseRecord::to("flows").partition(p as i32).key("k").payload(&payload);
+                let record = rdkafka::producer::BaseRecord::to("flows")
+                    .partition(p as i32)
+                    .key("k")
+                    .payload(&payload);
                 producer_send(&mut producer, record);
                 expected += 2;
             }
@@ -813,7 +950,10 @@ mod tests {
             }
         }
         assert_eq!(times.len(), expected);
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "event-time order across partitions: {times:?}");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "event-time order across partitions: {times:?}"
+        );
         assert_eq!(source.lines_total(), expected as u64);
         let positions = source.positions();
         assert_eq!(positions.len(), 3);
@@ -822,7 +962,10 @@ mod tests {
         source.checkpoint_done();
     }
 
-    fn producer_send(producer: &mut crate::kafka::sink::TopicProducer, record: rdkafka::producer::BaseRecord<'_, str, String>) {
+    fn producer_send(
+        producer: &mut crate::kafka::sink::TopicProducer,
+        record: rdkafka::producer::BaseRecord<'_, str, String>,
+    ) {
         producer.send_record(record).expect("send");
     }
 }

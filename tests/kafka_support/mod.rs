@@ -83,7 +83,9 @@ impl Broker {
         let tansu = tansu_path().expect("tansu installed");
         let listen_port = free_port();
         let advertised = if proxied { free_port() } else { listen_port };
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("tansu-{listen_port}.log"))).expect("log");
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("tansu-{listen_port}.log")))
+                .expect("log");
         let child = Command::new(tansu)
             .args([
                 "broker",
@@ -140,7 +142,9 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
@@ -170,7 +174,9 @@ impl Proxy {
 }
 
 fn pipe(from: &TcpStream, to: &TcpStream) {
-    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { return };
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -194,17 +200,29 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
         bootstrap_servers: brokers.to_string(),
         ..Default::default()
     };
-    flowwarden::kafka::produce::ensure_topic(&cfg, topic, partitions, 1, false).expect("create topic");
+    flowwarden::kafka::produce::ensure_topic(&cfg, topic, partitions, 1, false)
+        .expect("create topic");
 }
 
 /// `flowwarden produce FILE --topic T --partitions N`.
 pub fn produce(brokers: &str, file: &Path, topic: &str, partitions: i32) {
     let out = Command::new(BIN)
-        .args(["produce", &file.to_string_lossy(), "--topic", topic, "--brokers", brokers])
+        .args([
+            "produce",
+            &file.to_string_lossy(),
+            "--topic",
+            topic,
+            "--brokers",
+            brokers,
+        ])
         .args(["--partitions", &partitions.to_string()])
         .output()
         .expect("run produce");
-    assert!(out.status.success(), "produce failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every message of a topic, from the beginning to the current end: (partition, key, payload).
@@ -216,11 +234,18 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, String, Vec<u8>)> {
         .set("enable.auto.commit", "false")
         .create()
         .expect("reader");
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
     let mut eof = BTreeSet::new();
@@ -258,10 +283,19 @@ pub fn alert_ids_in_topic(brokers: &str, topic: &str) -> BTreeSet<String> {
 pub fn replay_ids(dir: &Path, file: &Path) -> BTreeSet<String> {
     let alerts = dir.join("replay-alerts.jsonl");
     let out = Command::new(BIN)
-        .args(["replay", &file.to_string_lossy(), "--alerts", &alerts.to_string_lossy()])
+        .args([
+            "replay",
+            &file.to_string_lossy(),
+            "--alerts",
+            &alerts.to_string_lossy(),
+        ])
         .output()
         .expect("replay");
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(&alerts)
         .expect("alerts file")
         .lines()
@@ -273,7 +307,15 @@ pub fn replay_ids(dir: &Path, file: &Path) -> BTreeSet<String> {
 }
 
 /// Writes a daemon config reading `topic` and writing alerts to `alerts_topic`.
-pub fn daemon_config(dir: &Path, name: &str, brokers: &str, topic: &str, group: &str, alerts_topic: &str, extra: &str) -> PathBuf {
+pub fn daemon_config(
+    dir: &Path,
+    name: &str,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    alerts_topic: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "[source]\nkind = \"kafka\"\n\n[alerts]\nstdout = false\n\n[kafka]\nbootstrap_servers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nstop_at_end = true\nidle_timeout = \"1s\"\nalerts_topic = \"{alerts_topic}\"\n{extra}\n"
@@ -292,7 +334,13 @@ pub struct Daemon {
 /// Starts `flowwarden run --config` with JSON logs on a captured stderr.
 pub fn spawn_daemon(config: &Path) -> Daemon {
     let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "run", "--config", &config.to_string_lossy()])
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            &config.to_string_lossy(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -302,13 +350,20 @@ pub fn spawn_daemon(config: &Path) -> Daemon {
     let log2 = Arc::clone(&log);
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let mut l = log2.lock().expect("lock");
             l.push_str(&line);
             l.push('\n');
         }
     });
-    Daemon { child, log, reader: Some(reader) }
+    Daemon {
+        child,
+        log,
+        reader: Some(reader),
+    }
 }
 
 impl Daemon {
@@ -343,7 +398,9 @@ impl Daemon {
 
     /// SIGTERM (graceful stop), then waits.
     pub fn terminate(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.wait(limit)
     }
 
@@ -383,10 +440,10 @@ impl Drop for Daemon {
 /// The `records` counter of the daemon's final "flowwarden stopped" log line.
 pub fn daemon_records(text: &str) -> u64 {
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["fields"]["message"] == "flowwarden stopped")
-        .filter_map(|v| v["fields"]["records"].as_u64())
-        .last()
+        .find_map(|v| v["fields"]["records"].as_u64())
         .unwrap_or_else(|| panic!("no final stats in daemon log:\n{text}"))
 }
 
@@ -401,7 +458,9 @@ pub fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32)
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     committed
         .elements()
         .iter()
