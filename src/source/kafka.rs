@@ -520,6 +520,16 @@ pub struct KafkaSource {
     pending_commit: Mutex<Vec<PartitionOffset>>,
     topics: BTreeMap<String, Arc<str>>,
     lines_total: u64,
+    changes: Vec<AssignmentChange>,
+}
+
+/// A partition this daemon gained or lost (scale-out: restore or drop its workloads' state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    /// Now consumed here: (topic, partition).
+    Assigned(String, i32),
+    /// No longer consumed here.
+    Revoked(String, i32),
 }
 
 impl KafkaSource {
@@ -584,12 +594,18 @@ impl KafkaSource {
                 .map(|t| (t.clone(), Arc::from(t.as_str())))
                 .collect(),
             lines_total: 0,
+            changes: Vec::new(),
         })
     }
 
     /// Next offsets per partition of everything handed to the pipeline so far (for a checkpoint).
     pub fn positions(&self) -> Vec<PartitionOffset> {
         self.merger.positions()
+    }
+
+    /// Partitions gained or lost since the last call, in order.
+    pub fn take_assignment_changes(&mut self) -> Vec<AssignmentChange> {
+        std::mem::take(&mut self.changes)
     }
 
     /// Lines handed to the pipeline so far.
@@ -600,11 +616,12 @@ impl KafkaSource {
     /// Pulls messages into the merger until it holds `want` lines or nothing arrives for `wait`.
     fn fill(&mut self, want: usize, wait: Duration) {
         let deadline = Instant::now() + wait;
-        let (consumer, merger, topics, state) = (
+        let (consumer, merger, topics, state, changes) = (
             &self.consumer,
             &mut self.merger,
             &mut self.topics,
             &self.state,
+            &mut self.changes,
         );
         loop {
             let now = Instant::now();
@@ -617,7 +634,7 @@ impl KafkaSource {
                 break;
             };
             // Rebalance callbacks run inside `poll`: apply them before the messages that follow.
-            apply_group_events(state, merger, topics);
+            apply_group_events(state, merger, topics, changes);
             match result {
                 Ok(msg) => {
                     let key = (intern(topics, msg.topic()), msg.partition());
@@ -642,7 +659,7 @@ impl KafkaSource {
                 break;
             }
         }
-        apply_group_events(state, merger, topics);
+        apply_group_events(state, merger, topics, changes);
         self.flow_control();
     }
 
@@ -682,6 +699,7 @@ fn apply_group_events(
     state: &Mutex<GroupState>,
     merger: &mut EventTimeMerger,
     topics: &mut BTreeMap<String, Arc<str>>,
+    changes: &mut Vec<AssignmentChange>,
 ) {
     let events = match state.lock() {
         Ok(mut s) => std::mem::take(&mut s.events),
@@ -693,11 +711,13 @@ fn apply_group_events(
             GroupEvent::Assigned(parts) => {
                 for (t, p) in parts {
                     merger.add_partition((intern(topics, &t), p), now);
+                    changes.push(AssignmentChange::Assigned(t, p));
                 }
             }
             GroupEvent::Revoked(parts) => {
                 for (t, p) in parts {
                     merger.remove_partition(&(intern(topics, &t), p));
+                    changes.push(AssignmentChange::Revoked(t, p));
                 }
             }
         }
