@@ -124,6 +124,8 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     /// Kafka brokers, input topics and output topics.
     pub kafka: KafkaConfig,
+    /// Quarantine responder.
+    pub respond: crate::respond::RespondConfig,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];
@@ -211,6 +213,9 @@ impl Config {
         if self.source.kind == "kafka" && self.kafka.topics.is_empty() {
             return Err(key("kafka.topics", "[source] kind = \"kafka\" needs at least one topic".into()));
         }
+        self.respond
+            .validate()
+            .map_err(|e| key(&e.key, e.message.clone()))?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod detect;
 pub mod flow;
 pub mod kafka;
 pub mod pipeline;
+pub mod respond;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

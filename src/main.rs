@@ -28,6 +28,12 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
+    /// The quarantine tier and policy (`policy install`).
+    #[command(subcommand)]
+    Policy(flowwarden::respond::PolicyCommand),
+    /// Active quarantines (`quarantine list|release`).
+    #[command(subcommand)]
+    Quarantine(flowwarden::respond::QuarantineCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
+        Command::Policy(c) => flowwarden::respond::run_policy(c),
+        Command::Quarantine(c) => flowwarden::respond::run_quarantine(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

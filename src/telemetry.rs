@@ -20,3 +20,9 @@ pub fn init_logging(format: &str) {
         builder.try_init()
     };
 }
+
+/// Counts a responder decision (`flowwarden_actions_total{outcome}`).
+pub fn record_action(r: &crate::respond::ActionRecord) {
+    metrics::counter!("flowwarden_actions_total", "outcome" => format!("{:?}", r.decision).to_lowercase())
+        .increment(1);
+}

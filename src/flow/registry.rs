@@ -138,6 +138,18 @@ impl WorkloadRegistry {
             .unwrap_or_else(|| format!("workload-{:016x}", id.0))
     }
 
+    /// Workloads of one namespace, sorted by key.
+    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<WorkloadInfo>> {
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .filter(|e| e.value().namespace == ns)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
     /// Number of workloads registered.
     pub fn len(&self) -> usize {
         self.map.len()
