@@ -6,6 +6,7 @@
 
 use crate::alert::AlertsConfig;
 use crate::detect::DetectConfig;
+use crate::kafka::KafkaConfig;
 use crate::source::goldmane_http::GoldmaneHttpConfig;
 use crate::window::WindowConfig;
 use serde::{Deserialize, Serialize};
@@ -155,6 +156,8 @@ pub struct Config {
     pub log: crate::telemetry::LogConfig,
     /// Daemon process behaviour.
     pub daemon: DaemonConfig,
+    /// Kafka brokers, input topics and output topics.
+    pub kafka: KafkaConfig,
     /// Quarantine responder.
     pub respond: crate::respond::RespondConfig,
 }
@@ -245,6 +248,13 @@ impl Config {
         self.log.validate().map_err(|(k, m)| key(&k, m))?;
         humantime::parse_duration(&self.daemon.shutdown_timeout)
             .map_err(|e| key("daemon.shutdown_timeout", e.to_string()))?;
+        self.kafka.validate().map_err(|(k, m)| key(&k, m))?;
+        if self.source.kind == "kafka" && self.kafka.topics.is_empty() {
+            return Err(key(
+                "kafka.topics",
+                "[source] kind = \"kafka\" needs at least one topic".into(),
+            ));
+        }
         self.respond
             .validate()
             .map_err(|e| key(&e.key, e.message.clone()))?;

@@ -84,6 +84,7 @@ pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
                 cfg.input.max_line_bytes,
             )?,
         )),
+        "kafka" => Ok(Box::new(crate::kafka::KafkaSource::new(&cfg.kafka, &[])?)),
         other => anyhow::bail!("source kind {other:?} is not available in this build"),
     }
 }
@@ -106,7 +107,15 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     if let Some(path) = &cfg.dead_letter.file {
         pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
     }
+    if let Some(topic) = &cfg.kafka.dead_letter_topic {
+        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
+        pipeline.set_dead_letters(Box::new(crate::kafka::sink::KafkaDeadLetterSink(producer)));
+    }
     let mut sinks = crate::cli::replay::alert_sinks(&cfg, None)?;
+    if let Some(topic) = &cfg.kafka.alerts_topic {
+        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
+        sinks.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
+    }
     let mut source = build_source(&cfg)?;
     crate::telemetry::set_source_connected(true);
     let mut meter = crate::telemetry::PipelineMeter::new(&cfg.source.kind);

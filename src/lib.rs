@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod detect;
 pub mod eval;
 pub mod flow;
+pub mod kafka;
 pub mod pipeline;
 pub mod report;
 pub mod respond;

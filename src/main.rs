@@ -26,6 +26,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Replay inputs with scores and judge them against labels and episodes (ROC/PR-AUC, detection).
     Eval(cli::eval::EvalArgs),
+    /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
+    Produce(cli::produce::ProduceArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
     /// Write simulated Calico flow logs with labelled attacks.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Generate(a) => flowwarden::simulate::run_generate(&a),
         Command::Report(a) => flowwarden::report::run(a),

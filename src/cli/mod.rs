@@ -2,6 +2,7 @@
 //! They wire config, sources, the pipeline and sinks; the logic lives in the library modules.
 
 pub mod eval;
+pub mod produce;
 pub mod replay;
 pub mod run;
 
