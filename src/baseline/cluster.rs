@@ -55,6 +55,13 @@ pub struct ClusterState {
     pub edge_totals: CountMinSketch,
     /// Windows folded into `edge_totals`.
     pub edge_ticks: u64,
+    /// Decayed number of windows (the denominator of the decayed mean).
+    pub edge_weight: f64,
+    /// Slowly decayed edge totals (about a day of 5-minute windows), so a daily ramp-up is compared
+    /// with the day's usual level rather than with last night's.
+    pub edge_slow: CountMinSketch,
+    /// Denominator of the slow mean.
+    pub edge_slow_weight: f64,
     /// Last window folded in.
     pub last_window: i64,
 }
@@ -67,10 +74,16 @@ impl Default for ClusterState {
             active_groups: 0.0,
             edge_totals: CountMinSketch::new(4, 4096),
             edge_ticks: 0,
+            edge_weight: 0.0,
+            edge_slow: CountMinSketch::new(4, 4096),
+            edge_slow_weight: 0.0,
             last_window: i64::MIN,
         }
     }
 }
+
+/// Per-window decay of the slow edge mean.
+pub const SLOW_EDGE_DECAY: f64 = 0.995;
 
 /// Key of an edge between two groups for the count-min sketch.
 #[inline]
@@ -99,15 +112,20 @@ impl ClusterState {
             .map_or(0, |s| s.others(src.0))
     }
 
-    /// MIDAS-R chi-squared score of an edge count `a` this window against its decayed total.
+    /// Chi-squared score of an edge count `a` this window against the edge's decayed mean per window
+    /// (MIDAS-R's statistic with its decayed totals), and that mean. 0 until history exists.
     pub fn edge_score(&self, key: u64, a: f64) -> (f64, f64) {
-        let t = self.edge_ticks as f64 + 1.0;
-        let s = self.edge_totals.estimate(key) + a;
-        if t <= 1.0 || s <= 0.0 {
+        if self.edge_weight <= 0.0 {
             return (0.0, 0.0);
         }
-        let expected = s / t;
-        let score = (a - expected).powi(2) * t * t / (s * (t - 1.0));
+        let fast = self.edge_totals.estimate(key) / self.edge_weight;
+        let slow = if self.edge_slow_weight > 0.0 {
+            self.edge_slow.estimate(key) / self.edge_slow_weight
+        } else {
+            0.0
+        };
+        let expected = fast.max(slow);
+        let score = (a - expected).powi(2) / expected.max(1.0);
         (score, expected)
     }
 
@@ -146,14 +164,21 @@ impl ClusterState {
         if self.active_groups < groups as f64 {
             self.active_groups = self.active_groups.max(groups as f64 * 0.5);
         }
-        self.edge_totals.scale(edge_decay.powi(gap.min(64) as i32));
+        let factor = edge_decay.powi(gap.min(64) as i32);
+        self.edge_totals.scale(factor);
+        self.edge_weight = self.edge_weight * factor + 1.0;
+        let slow_factor = SLOW_EDGE_DECAY.powi(gap.min(4096) as i32);
+        self.edge_slow.scale(slow_factor);
+        self.edge_slow_weight = self.edge_slow_weight * slow_factor + 1.0;
         for (_, group, agg, anomalous) in items {
             if *anomalous {
                 continue;
             }
             for p in agg.peers.iter().filter(|p| p.egress) {
-                self.edge_totals
-                    .add(edge_key(*group, p.peer_group, p.port), p.records as f64);
+                let key = edge_key(*group, p.peer_group, p.port);
+                let count = (p.records as u64).max(p.connections) as f64;
+                self.edge_totals.add(key, count);
+                self.edge_slow.add(key, count);
             }
         }
         self.edge_ticks += 1;

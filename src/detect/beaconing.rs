@@ -25,8 +25,12 @@ pub struct BeaconingConfig {
     pub horizon_windows: u32,
     /// Active windows needed before an edge is judged.
     pub min_active_windows: u32,
-    /// Combined score (duty × destination rarity × port weight × regularity) that raises an alert.
+    /// Combined score (duty × destination rarity × port weight × regularity × novelty) that raises
+    /// an alert.
     pub threshold: f64,
+    /// Novelty weight of an edge the workload already had during its warm-up: a service's own
+    /// long-standing external API looks like a beacon too, a C2 channel usually appears later.
+    pub established_weight: f64,
 }
 
 impl Default for BeaconingConfig {
@@ -36,6 +40,7 @@ impl Default for BeaconingConfig {
             horizon_windows: 40,
             min_active_windows: 6,
             threshold: 0.3,
+            established_weight: 0.3,
         }
     }
 }
@@ -88,7 +93,12 @@ impl Detector for Beaconing {
             let mean = e.bytes.mean as f64;
             let cv = if mean > 0.0 { e.bytes.sd() / mean } else { 0.0 };
             let regularity = 1.0 / (1.0 + cv);
-            let raw = duty * dest_weight * port_weight * regularity;
+            let novelty = if e.new_after_warmup {
+                1.0
+            } else {
+                cfg.established_weight
+            };
+            let raw = duty * dest_weight * port_weight * regularity * novelty;
             let score = raw / cfg.threshold;
             if score < 1.0 && !ctx.soft {
                 continue;
@@ -125,6 +135,7 @@ impl Detector for Beaconing {
                     "other_workloads_using_destination": ctx.cluster.dest_others(p.peer_group, agg.group),
                     "mean_bytes_per_window": mean,
                     "bytes_cv": cv,
+                    "appeared_after_warmup": e.new_after_warmup,
                 }),
                 peer: Some(p.peer),
                 dest_port: Some(p.port),

@@ -1,6 +1,8 @@
 //! Edge bursts, after MIDAS-R/MIDAS-F (Bhatia et al.): each (source group, destination group, port)
-//! edge's count in this window is compared with its decayed history in a count-min sketch using the
-//! chi-squared statistic. Windows judged anomalous are not merged into the totals (MIDAS-F's
+//! edge's count in this window is compared with its decayed mean in a count-min sketch using the
+//! chi-squared statistic, and must also be several times that mean and above an absolute floor (real
+//! traffic is far burstier than MIDAS's Poisson assumption, so chi-squared alone pages on every busy
+//! edge). Windows judged anomalous are not merged into the totals (MIDAS-F's
 //! conditional merge) so an ongoing attack keeps scoring as one. The sketch lives in
 //! [`crate::baseline::ClusterState`].
 
@@ -22,6 +24,8 @@ pub struct EdgeBurstConfig {
     pub chi_threshold: f64,
     /// Minimum records + connections on the edge in the window.
     pub min_count: u64,
+    /// The count must also be this many times the edge's decayed mean.
+    pub min_ratio: f64,
     /// Per-window decay of the edge totals (MIDAS-R's alpha).
     pub decay: f64,
 }
@@ -30,9 +34,10 @@ impl Default for EdgeBurstConfig {
     fn default() -> Self {
         EdgeBurstConfig {
             enabled: true,
-            chi_threshold: 2000.0,
+            chi_threshold: 1000.0,
             min_count: 500,
-            decay: 0.5,
+            min_ratio: 5.0,
+            decay: 0.9,
         }
     }
 }
@@ -60,7 +65,9 @@ impl Detector for EdgeBurst {
             let (chi, expected) = ctx
                 .cluster
                 .edge_score(edge_key(agg.group, p.peer_group, p.port), a);
-            let score = (chi / cfg.chi_threshold).min(a / cfg.min_count as f64);
+            let score = (chi / cfg.chi_threshold)
+                .min(a / cfg.min_count as f64)
+                .min(a / (cfg.min_ratio * expected.max(1e-9)));
             if best.is_none_or(|(s, ..)| score > s) {
                 best = Some((score, a, expected, p));
             }

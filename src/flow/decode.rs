@@ -173,12 +173,23 @@ impl Decoder {
                 &raw.source_labels,
             );
             rec.src.port = port(raw.source_port, "source_port")?;
+            // An external destination aggregated past its address is named by its first linked
+            // domain, so `pub` is not one giant peer that hides every C2 host behind it.
+            let dst_kind = EndpointType::from_calico(raw.dest_type.unwrap_or("net"));
+            let dst_name = match (
+                dst_kind,
+                raw.dest_ip,
+                raw.dest_domains.as_ref().and_then(|d| d.first()),
+            ) {
+                (EndpointType::Net, None, Some(domain)) => Some(*domain),
+                _ => raw.dest_ip,
+            };
             rec.dst = self.endpoint(
-                EndpointType::from_calico(raw.dest_type.unwrap_or("net")),
+                dst_kind,
                 raw.dest_namespace.unwrap_or("-"),
                 raw.dest_name_aggr.unwrap_or("-"),
                 dst_ip,
-                raw.dest_ip,
+                dst_name,
                 &raw.dest_labels,
             );
             rec.dst.port = port(raw.dest_port, "dest_port")?;
@@ -252,7 +263,7 @@ impl Decoder {
         labels: &Labels<'_>,
     ) -> Endpoint {
         // Only networks outside the cluster are identified by address; pods by their controller.
-        let key_ip = if kind == EndpointType::Net && ip.is_some() {
+        let key_ip = if kind == EndpointType::Net {
             ip_str
         } else {
             None

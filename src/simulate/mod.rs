@@ -206,7 +206,7 @@ impl WindowWriter<'_> {
     pub fn dynamic(&mut self, spec: &RecordSpec<'_>, c: &Counters, attack: &'static str) {
         self.scratch.clear();
         render_middle(self.format, spec, self.scratch);
-        let keys = |f| (render::end_key(f, &spec.src), render::end_key(f, &spec.dst));
+        let keys = |f| (render::end_key(f, &spec.src), render::dst_key(f, spec));
         match self.format {
             OutputFormat::Calico => {
                 let middle = std::mem::take(self.scratch);
@@ -673,7 +673,7 @@ fn build_parts(c: &Cluster, e: &Edge, format: OutputFormat) -> EdgeParts {
             weight,
             middle,
             src_key: render::end_key(format, &spec.src),
-            dst_key: render::end_key(format, &spec.dst),
+            dst_key: render::dst_key(format, spec),
         });
     };
     if let Peer::Pod(s) = e.src {

@@ -124,6 +124,25 @@ impl Counters {
     }
 }
 
+/// The canonical workload key the decoder derives for the destination of a record in `format`:
+/// an external destination without an address is named by its first linked domain.
+pub fn dst_key(format: OutputFormat, spec: &RecordSpec<'_>) -> String {
+    match (format, spec.dst.kind, spec.dst.ip, spec.domains.first()) {
+        (OutputFormat::Calico, EndpointType::Net, None, Some(domain)) => {
+            let mut s = String::with_capacity(48);
+            canonical_key(
+                &mut s,
+                spec.dst.kind,
+                spec.dst.namespace,
+                spec.dst.name_aggr,
+                Some(domain),
+            );
+            s
+        }
+        _ => end_key(format, &spec.dst),
+    }
+}
+
 /// The canonical workload key the decoder derives for this end in `format`.
 pub fn end_key(format: OutputFormat, end: &EndView<'_>) -> String {
     let mut s = String::with_capacity(48);
