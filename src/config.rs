@@ -162,6 +162,8 @@ pub struct Config {
     pub respond: crate::respond::RespondConfig,
     /// Checkpoints.
     pub checkpoint: crate::checkpoint::CheckpointConfig,
+    /// A trained model (`flowwarden train --out DIR`) to start from; unset = start cold.
+    pub model: Option<PathBuf>,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];

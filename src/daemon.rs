@@ -234,6 +234,12 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         },
         None => None,
     };
+    if resume.is_none() {
+        if let Some(model) = &cfg.model {
+            crate::cli::train::load_model(&mut pipeline, model)?;
+            tracing::info!(model = %model.display(), "starting from a trained model");
+        }
+    }
     let checkpoint_every =
         humantime::parse_duration(&cfg.checkpoint.interval).unwrap_or(Duration::from_secs(30));
     crate::telemetry::set_checkpoint_policy(

@@ -246,6 +246,22 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Starts from a trained model: its baselines, cluster state and workload names (not its windows,
+    /// alerts or counters, which belong to the run that trained it).
+    pub fn load_model(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        if snap.version != SNAPSHOT_VERSION {
+            anyhow::bail!(
+                "model format {} is not the supported {}",
+                snap.version,
+                SNAPSHOT_VERSION
+            );
+        }
+        crate::flow::WorkloadRegistry::global().restore(snap.registry);
+        self.baselines.restore(snap.baselines);
+        self.cluster = snap.cluster;
+        Ok(())
+    }
+
     /// Takes new thresholds (SIGHUP) without losing baselines or open windows.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.detectors = build_suite(&cfg.detect);
