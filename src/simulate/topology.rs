@@ -409,7 +409,7 @@ impl Cluster {
             None => (None, spec),
         };
         self.workloads.iter().position(|w| {
-            ns.map_or(true, |ns| ns == w.namespace) && (w.name == name || w.name_aggr == name)
+            ns.is_none_or(|ns| ns == w.namespace) && (w.name == name || w.name_aggr == name)
         })
     }
 

@@ -121,7 +121,7 @@ pub(crate) fn resume_entry<'a>(
 ) -> Option<&'a FileCheckpoint> {
     let resume = resume?;
     let path_str = path.to_string_lossy();
-    let fits = |c: &FileCheckpoint| size.map_or(true, |s| c.offset <= s);
+    let fits = |c: &FileCheckpoint| size.is_none_or(|s| c.offset <= s);
     let by_identity = resume.files.iter().find(|c| {
         identity.is_known() && c.inode == identity.inode && c.dev == identity.dev && fits(c)
     });
