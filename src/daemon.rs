@@ -212,7 +212,15 @@ fn checkpoint(
 pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::Result<()> {
     let mut cfg = Arc::new(cfg);
     crate::telemetry::apply_log_config(&cfg.log);
-    let _telemetry = crate::telemetry::start(&cfg.metrics)?;
+    // A taken metrics port must not keep a security daemon from watching traffic: say so loudly
+    // and run without the endpoint.
+    let _telemetry = match crate::telemetry::start(&cfg.metrics) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "metrics and health endpoints are disabled");
+            None
+        }
+    };
     let bound = cfg.daemon.shutdown_bound();
     crate::telemetry::spawn_shutdown_watchdog(Arc::clone(&signals.shutdown), bound)?;
     let threads = cfg.effective_threads(None);
