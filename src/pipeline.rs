@@ -432,25 +432,31 @@ impl Pipeline {
         let records = &self.records;
         let windows = &self.windows;
         let work = |s: usize, shard: &mut Shard| {
-            for (rec, &w) in records.iter().zip(windows) {
-                if rec.src.id.0 % threads == s as u64 {
-                    shard
-                        .windows
-                        .entry(w)
-                        .or_default()
-                        .entry(rec.src.id)
-                        .or_default()
-                        .add(rec, Side::Source);
+            // Records of a batch mostly share a window: look the window's map up once per run of
+            // equal windows, not twice per record.
+            let mut i = 0;
+            while i < records.len() {
+                let w = windows[i];
+                let run = windows[i..].iter().take_while(|&&x| x == w).count();
+                let run_records = &records[i..i + run];
+                let owns = |id: WorkloadId| id.0 % threads == s as u64;
+                // A shard holds only the windows it has records for.
+                if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
+                    let map = shard.windows.entry(w).or_default();
+                    for rec in run_records {
+                        if owns(rec.src.id) {
+                            map.entry(rec.src.id)
+                                .or_default()
+                                .add(rec, Side::Source);
+                        }
+                        if owns(rec.dst.id) && rec.dst.id != rec.src.id {
+                            map.entry(rec.dst.id)
+                                .or_default()
+                                .add(rec, Side::Destination);
+                        }
+                    }
                 }
-                if rec.dst.id.0 % threads == s as u64 && rec.dst.id != rec.src.id {
-                    shard
-                        .windows
-                        .entry(w)
-                        .or_default()
-                        .entry(rec.dst.id)
-                        .or_default()
-                        .add(rec, Side::Destination);
-                }
+                i += run;
             }
         };
         if self.threads == 1 {
