@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod baseline;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -30,6 +30,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
     Produce(cli::produce::ProduceArgs),
+    /// Build baselines from historical flow logs into a model directory.
+    Train(cli::train::TrainArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
     /// Write simulated Calico flow logs with labelled attacks.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench::run(a),
         Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
+        Command::Train(a) => cli::train::run(a),
         Command::Generate(a) => flowwarden::simulate::run_generate(&a),
         Command::Report(a) => flowwarden::report::run(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),

@@ -23,24 +23,6 @@ fn ids(alerts: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// The `[checkpoint]` key naming the checkpoint location, when this build has one (the checkpoint
-/// lands separately; until then the checkpoint assertion below is skipped).
-fn checkpoint_key() -> Option<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .args([
-            "check-config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/flowwarden.toml"),
-        ])
-        .output()
-        .ok()?;
-    let effective: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).ok()?;
-    let table = effective.get("checkpoint")?.as_table()?;
-    ["path", "file", "dir", "directory"]
-        .into_iter()
-        .find(|k| table.contains_key(*k))
-        .map(str::to_string)
-}
-
 #[test]
 fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -48,16 +30,10 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     let config = dir.path().join("flowwarden.toml");
     let port = free_port();
     let checkpoint = dir.path().join("checkpoint");
-    let extra = match checkpoint_key() {
-        Some(key) => format!(
-            "[checkpoint]\n{key} = {:?}\n",
-            checkpoint.display().to_string()
-        ),
-        None => {
-            eprintln!("note: this build has no [checkpoint] section; the checkpoint-file assertion is skipped");
-            String::new()
-        }
-    };
+    let extra = format!(
+        "[checkpoint]\ndir = {:?}\ninterval = \"1h\"\n",
+        checkpoint.display().to_string()
+    );
     let write_config = |alerts: &Path| {
         std::fs::write(&config, daemon_config(&flows, alerts, port, &extra)).expect("config");
     };
@@ -90,13 +66,12 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
         "{}",
         d.log_text()
     );
-    if !extra.is_empty() {
-        assert!(
-            checkpoint.exists(),
-            "SIGTERM must leave a checkpoint at {}",
-            checkpoint.display()
-        );
-    }
+    // The interval is an hour: only the shutdown path can have written it.
+    assert!(
+        checkpoint.join("checkpoint.bin").exists(),
+        "SIGTERM must leave a checkpoint in {}",
+        checkpoint.display()
+    );
     drop(d);
 
     // While it is down: windows 9-14 with a second scan in window 12, then a record far enough
@@ -113,7 +88,7 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
         .collect();
     append(&flows, &part2);
 
-    // Run 2 resumes (from the checkpoint, or from the start: alert ids are idempotent).
+    // Run 2 resumes from the checkpoint: file offsets, baselines and open windows.
     let run2 = dir.path().join("alerts-2.jsonl");
     write_config(&run2);
     let mut d = Daemon::start(&config, &dir.path().join("run2.log"), port);
@@ -127,6 +102,16 @@ fn sigterm_exits_zero_and_a_restart_loses_nothing() {
     });
     d.signal("TERM");
     assert!(d.wait_exit().success(), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("resumed from checkpoint"),
+        "run 2 must resume from run 1's checkpoint:\n{}",
+        d.log_text()
+    );
+    // Resumed at run 1's file offset: scanner-a's window is not read (nor alerted) again.
+    assert!(
+        !port_scanners(&run2).contains("shop/scanner-a-*"),
+        "run 2 re-read what run 1 had checkpointed"
+    );
 
     // Everything a one-shot replay of the whole file alerts on (windows before 20) was alerted on
     // by run 1 or run 2.
