@@ -152,21 +152,18 @@ fn bench_close(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("close");
     group.throughput(Throughput::Elements(items.len() as u64));
-    group.bench_function(
-        format!("every_detector_{}_workloads", items.len()),
-        |b| {
-            b.iter(|| {
-                let mut findings = Vec::new();
-                for (id, agg) in &items {
-                    let base = store.get(agg.group);
-                    for d in &detectors {
-                        d.evaluate(&ctx, *id, agg, base.as_deref(), &mut findings);
-                    }
+    group.bench_function(format!("every_detector_{}_workloads", items.len()), |b| {
+        b.iter(|| {
+            let mut findings = Vec::new();
+            for (id, agg) in &items {
+                let base = store.get(agg.group);
+                for d in &detectors {
+                    d.evaluate(&ctx, *id, agg, base.as_deref(), &mut findings);
                 }
-                black_box(findings)
-            })
-        },
-    );
+            }
+            black_box(findings)
+        })
+    });
     group.finish();
 }
 

@@ -552,9 +552,7 @@ impl Pipeline {
                     let map = shard.windows.entry(w).or_default();
                     for rec in run_records {
                         if owns(rec.src.id) {
-                            map.entry(rec.src.id)
-                                .or_default()
-                                .add(rec, Side::Source);
+                            map.entry(rec.src.id).or_default().add(rec, Side::Source);
                         }
                         if owns(rec.dst.id) && rec.dst.id != rec.src.id {
                             map.entry(rec.dst.id)

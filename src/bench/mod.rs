@@ -272,7 +272,10 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
         }
     }
 
-    let workloads = footprint.baseline_groups.max(footprint.open_aggregates).max(1);
+    let workloads = footprint
+        .baseline_groups
+        .max(footprint.open_aggregates)
+        .max(1);
     Ok(BenchReport {
         threads,
         records,

@@ -163,25 +163,26 @@ impl Decoder {
             rec.format = Format::Goldmane;
             let src_kind = EndpointType::from_goldmane(key.source_type.unwrap_or(0));
             let dst_kind = EndpointType::from_goldmane(key.dest_type.unwrap_or(0));
-            rec.src = self.endpoint(
-                src_kind,
-                key.source_namespace.unwrap_or("-"),
-                key.source_name.unwrap_or("-"),
-                src_ip,
-                raw.source_ip,
-                Some(&raw.source_labels),
-            )
-            .unwrap_or_default(); // never None: labels are given
+            rec.src = self
+                .endpoint(
+                    src_kind,
+                    key.source_namespace.unwrap_or("-"),
+                    key.source_name.unwrap_or("-"),
+                    src_ip,
+                    raw.source_ip,
+                    Some(&raw.source_labels),
+                )
+                .unwrap_or_default(); // never None: labels are given
             rec.src.port = port(raw.source_port, "source_port")?;
             rec.dst = self
                 .endpoint(
-                dst_kind,
-                key.dest_namespace.unwrap_or("-"),
-                key.dest_name.unwrap_or("-"),
-                dst_ip,
-                raw.dest_ip,
-                Some(&raw.dest_labels),
-            )
+                    dst_kind,
+                    key.dest_namespace.unwrap_or("-"),
+                    key.dest_name.unwrap_or("-"),
+                    dst_ip,
+                    raw.dest_ip,
+                    Some(&raw.dest_labels),
+                )
                 .unwrap_or_default();
             rec.dst.port = port(key.dest_port.or(raw.dest_port), "dest_port")?;
             rec.proto = key
@@ -266,8 +267,13 @@ impl Decoder {
             let known = |d: &mut Self, kind, ns: Option<&str>, name: Option<&str>, ip| {
                 d.is_known(kind, ns.unwrap_or("-"), name.unwrap_or("-"), ip)
             };
-            if !known(self, src_kind, f.source_namespace, f.source_name_aggr, f.source_ip)
-                || !known(self, dst_kind, f.dest_namespace, f.dest_name_aggr, dst_name)
+            if !known(
+                self,
+                src_kind,
+                f.source_namespace,
+                f.source_name_aggr,
+                f.source_ip,
+            ) || !known(self, dst_kind, f.dest_namespace, f.dest_name_aggr, dst_name)
             {
                 return Ok(None);
             }
@@ -673,8 +679,18 @@ mod tests {
         let reference = full
             .with_raw(line, |raw| Decoder::default().to_record(raw))
             .and_then(|r| r);
-        assert_eq!(first, reference, "first decode of {}", String::from_utf8_lossy(line));
-        assert_eq!(again, reference, "hot decode of {}", String::from_utf8_lossy(line));
+        assert_eq!(
+            first,
+            reference,
+            "first decode of {}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(
+            again,
+            reference,
+            "hot decode of {}",
+            String::from_utf8_lossy(line)
+        );
     }
 
     #[test]
@@ -742,8 +758,20 @@ mod tests {
     #[test]
     fn plain_ipv4_parsing_agrees_with_std() {
         for s in [
-            "1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
-            "1..3.4", "a.b.c.d", "1.2.3.4 ", "", "::1", "1.2.3.04", "192.168.100.113",
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "a.b.c.d",
+            "1.2.3.4 ",
+            "",
+            "::1",
+            "1.2.3.04",
+            "192.168.100.113",
         ] {
             assert_eq!(parse_ip(Some(s)), s.parse().ok(), "{s}");
         }
