@@ -24,6 +24,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Run the daemon: sources and sinks from config, until SIGTERM/SIGINT.
     Run(cli::run::RunArgs),
+    /// Measure the pipeline over input held in memory: records/s, stages, memory, latency.
+    Bench(cli::bench::BenchArgs),
     /// Replay inputs with scores and judge them against labels and episodes (ROC/PR-AUC, detection).
     Eval(cli::eval::EvalArgs),
     /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cli::replay::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Bench(a) => cli::bench::run(a),
         Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Train(a) => cli::train::run(a),

@@ -24,6 +24,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Counters of one run (the `--summary-json` output).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -42,6 +43,40 @@ pub struct RunStats {
     pub alerts: u64,
     /// Alerts per detector.
     pub alerts_by_detector: BTreeMap<String, u64>,
+}
+
+/// Wall time spent in each stage so far (`bench`). Measured per batch, not per record, so it
+/// costs a few clock reads per batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimes {
+    /// Decoding lines into records (and dead-lettering the bad ones).
+    pub decode: Duration,
+    /// The sequential pass that gives each record its window.
+    pub assign: Duration,
+    /// Folding records into per-window aggregates.
+    pub aggregate: Duration,
+    /// Closing windows: scoring, baseline updates, alerts.
+    pub close: Duration,
+}
+
+impl StageTimes {
+    /// Sum of the stages.
+    pub fn total(&self) -> Duration {
+        self.decode + self.assign + self.aggregate + self.close
+    }
+}
+
+/// Memory held by the pipeline's per-workload state (`bench`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Footprint {
+    /// Workload groups with a baseline.
+    pub baseline_groups: usize,
+    /// Bytes per baseline group (struct, heap and map slot).
+    pub baseline_bytes_per_workload: f64,
+    /// Aggregates of the windows still open.
+    pub open_aggregates: usize,
+    /// Bytes held by the open aggregates (struct, heap and map slot).
+    pub open_aggregate_bytes: usize,
 }
 
 /// Everything the pipeline knows, for checkpoints: open windows, baselines, cluster state, open
@@ -134,6 +169,7 @@ pub struct Pipeline {
     dead_letters: Option<Box<dyn DeadLetterSink>>,
     score_refs: Option<BTreeMap<i64, Vec<ScoreRef>>>,
     scores: Vec<f32>,
+    stage_times: StageTimes,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
@@ -178,6 +214,7 @@ impl Pipeline {
             dead_letters: None,
             score_refs: opts.scores.then(BTreeMap::new),
             scores: Vec::new(),
+            stage_times: StageTimes::default(),
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
@@ -284,6 +321,30 @@ impl Pipeline {
         s
     }
 
+    /// Time spent in each stage so far.
+    pub fn stage_times(&self) -> StageTimes {
+        self.stage_times
+    }
+
+    /// Memory held by baselines and open windows now.
+    pub fn footprint(&self) -> Footprint {
+        let slot = std::mem::size_of::<(WorkloadId, WindowAggregate)>() + 1;
+        let (mut open_aggregates, mut open_aggregate_bytes) = (0, 0);
+        for shard in &self.shards {
+            for map in shard.windows.values() {
+                open_aggregates += map.len();
+                open_aggregate_bytes += map.capacity() * slot
+                    + map.values().map(WindowAggregate::heap_bytes).sum::<usize>();
+            }
+        }
+        Footprint {
+            baseline_groups: self.baselines.len(),
+            baseline_bytes_per_workload: self.baselines.bytes_per_workload(),
+            open_aggregates,
+            open_aggregate_bytes,
+        }
+    }
+
     /// Event-time watermark (epoch s), once known.
     pub fn watermark(&self) -> Option<i64> {
         self.clock.as_ref().and_then(|c| c.watermark())
@@ -296,6 +357,7 @@ impl Pipeline {
 
     /// Processes one batch; returns the alerts of the windows it closed.
     pub fn push(&mut self, batch: &LineBatch) -> anyhow::Result<Vec<Alert>> {
+        let started = Instant::now();
         self.decode(batch);
         let mut decoded = std::mem::take(&mut self.decoded);
         let mut fresh: Vec<(u64, FlowRecord)> = Vec::with_capacity(decoded.len());
@@ -319,6 +381,7 @@ impl Pipeline {
             }
         }
         self.decoded = decoded;
+        self.stage_times.decode += started.elapsed();
         if self.clock.is_none() {
             self.pending.extend(fresh);
             if self.pending.len() < self.cfg.window.auto_sample.max(1) {
@@ -344,7 +407,9 @@ impl Pipeline {
             .flat_map(|s| s.windows.keys().copied())
             .collect();
         let open: Vec<i64> = open.into_iter().collect();
+        let started = Instant::now();
         alerts.extend(self.close_windows(&open));
+        self.stage_times.close += started.elapsed();
         if let Some(dl) = &mut self.dead_letters {
             dl.flush()?;
         }
@@ -426,6 +491,7 @@ impl Pipeline {
     }
 
     fn ingest(&mut self, fresh: Vec<(u64, FlowRecord)>) -> anyhow::Result<Vec<Alert>> {
+        let started = Instant::now();
         let Some(clock) = self.clock.as_mut() else {
             return Ok(Vec::new());
         };
@@ -449,7 +515,11 @@ impl Pipeline {
             self.records.push(rec);
         }
         let frontier = clock.frontier();
+        let assigned = Instant::now();
+        self.stage_times.assign += assigned - started;
         self.aggregate();
+        let aggregated = Instant::now();
+        self.stage_times.aggregate += aggregated - assigned;
         let mut alerts = Vec::new();
         if let Some(f) = frontier {
             let closable: BTreeSet<i64> = self
@@ -460,6 +530,7 @@ impl Pipeline {
             let closable: Vec<i64> = closable.into_iter().collect();
             alerts.extend(self.close_windows(&closable));
         }
+        self.stage_times.close += aggregated.elapsed();
         Ok(alerts)
     }
 
@@ -468,25 +539,29 @@ impl Pipeline {
         let records = &self.records;
         let windows = &self.windows;
         let work = |s: usize, shard: &mut Shard| {
-            for (rec, &w) in records.iter().zip(windows) {
-                if rec.src.id.0 % threads == s as u64 {
-                    shard
-                        .windows
-                        .entry(w)
-                        .or_default()
-                        .entry(rec.src.id)
-                        .or_default()
-                        .add(rec, Side::Source);
+            // Records of a batch mostly share a window: look the window's map up once per run of
+            // equal windows, not twice per record.
+            let mut i = 0;
+            while i < records.len() {
+                let w = windows[i];
+                let run = windows[i..].iter().take_while(|&&x| x == w).count();
+                let run_records = &records[i..i + run];
+                let owns = |id: WorkloadId| id.0 % threads == s as u64;
+                // A shard holds only the windows it has records for.
+                if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
+                    let map = shard.windows.entry(w).or_default();
+                    for rec in run_records {
+                        if owns(rec.src.id) {
+                            map.entry(rec.src.id).or_default().add(rec, Side::Source);
+                        }
+                        if owns(rec.dst.id) && rec.dst.id != rec.src.id {
+                            map.entry(rec.dst.id)
+                                .or_default()
+                                .add(rec, Side::Destination);
+                        }
+                    }
                 }
-                if rec.dst.id.0 % threads == s as u64 && rec.dst.id != rec.src.id {
-                    shard
-                        .windows
-                        .entry(w)
-                        .or_default()
-                        .entry(rec.dst.id)
-                        .or_default()
-                        .add(rec, Side::Destination);
-                }
+                i += run;
             }
         };
         if self.threads == 1 {

@@ -1,6 +1,7 @@
 //! Command implementations behind `src/main.rs`: each subcommand's arguments and its `run`.
 //! They wire config, sources, the pipeline and sinks; the logic lives in the library modules.
 
+pub mod bench;
 pub mod eval;
 pub mod produce;
 pub mod replay;

@@ -1,17 +1,24 @@
 //! [`Decoder`]: one line in, one [`FlowRecord`] (or a [`DecodeError`] with the reason) out.
 //!
-//! One decoder per thread: it owns simd-json's scratch buffers, a copy of the line (simd-json unescapes
-//! in place, and the dead-letter output needs the original bytes) and a cache of the workloads this
-//! thread has already registered, so the shared registry is touched once per new workload.
+//! One decoder per thread: it owns simd-json's scratch buffers and tape, a copy of the line (simd-json
+//! unescapes in place, and the dead-letter output needs the original bytes), the workloads this thread
+//! has already registered (with their group, so the shared registry is touched once per new workload)
+//! and a cache in front of the shared string table.
+//!
+//! Calico lines take the hot path: the tape is walked once into [`CalicoFields`] (no allocation, keys
+//! matched by length). A line the walk is unsure of, a Goldmane line, or a record naming a workload this
+//! thread has not registered yet goes through the full serde view ([`RawFlow`]) instead, which gives
+//! the same record or the same error.
 
-use crate::flow::raw::{Labels, RawFlow};
+use crate::flow::fields::{CalicoFields, PolicySummary};
+use crate::flow::raw::{Labels, PolicyEntry, RawFlow};
 use crate::flow::registry::{canonical_key, StringTable, WorkloadRegistry};
 use crate::flow::{
     Action, Endpoint, EndpointType, FlowRecord, Format, Proto, Reporter, TcpStats, WorkloadId,
     WorkloadInfo,
 };
-use rustc_hash::FxHashSet;
-use std::net::IpAddr;
+use rustc_hash::FxHashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use thiserror::Error;
 
 /// Why a line is not a flow record.
@@ -41,10 +48,21 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 pub struct Decoder {
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
+    /// simd-json's tape, kept empty between lines to reuse its allocation.
+    tape: Option<simd_json::tape::Tape<'static>>,
     key_buf: String,
-    registered: FxHashSet<u64>,
+    service_buf: String,
+    /// Workloads this thread registered: id → (kind, group).
+    known: FxHashMap<u64, (EndpointType, WorkloadId)>,
+    /// Strings this thread interned, in front of the shared [`StringTable`].
+    interned: FxHashMap<Box<str>, u32>,
+    /// Deciding-policy id of a raw policy string.
+    policy_ids: FxHashMap<Box<str>, u32>,
     max_line: usize,
 }
+
+/// Entries a per-thread string cache holds before it starts over (bounded memory, invariant 5).
+const CACHE_CAP: usize = 1 << 16;
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -58,8 +76,12 @@ impl Decoder {
         Decoder {
             scratch: Vec::with_capacity(4096),
             buffers: simd_json::Buffers::new(4096),
+            tape: None,
             key_buf: String::with_capacity(128),
-            registered: FxHashSet::default(),
+            service_buf: String::with_capacity(128),
+            known: FxHashMap::default(),
+            interned: FxHashMap::default(),
+            policy_ids: FxHashMap::default(),
             max_line,
         }
     }
@@ -76,13 +98,31 @@ impl Decoder {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
-        let result = match simd_json::serde::from_slice_with_buffers::<RawFlow>(
-            &mut scratch,
-            &mut self.buffers,
-        ) {
-            Ok(raw) => self.to_record(&raw),
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(simd_json::tape::Tape::null)
+            .reset();
+        let result = match simd_json::fill_tape(&mut scratch, &mut self.buffers, &mut tape) {
             Err(e) => Err(DecodeError::Json(e.to_string())),
+            Ok(()) => {
+                let fast = CalicoFields::scan(&tape.0)
+                    .and_then(|fields| self.calico_record(&fields, None).ok().flatten());
+                match fast {
+                    Some(rec) => Ok(rec),
+                    // The walk gave up: the serde view over the same tape decides (what
+                    // `simd_json::serde::from_slice` would do, without parsing again).
+                    None => {
+                        let parsed = std::mem::replace(&mut tape, simd_json::tape::Tape::null());
+                        match parsed.deserialize::<RawFlow>() {
+                            Ok(raw) => self.to_record(&raw),
+                            Err(e) => Err(DecodeError::Json(e.to_string())),
+                        }
+                    }
+                }
+            }
         };
+        self.tape = Some(tape.reset());
         self.scratch = scratch;
         result
     }
@@ -102,14 +142,15 @@ impl Decoder {
 
     /// Builds the compact record from the borrowed one.
     pub fn to_record(&mut self, raw: &RawFlow<'_>) -> Result<FlowRecord, DecodeError> {
-        let (start_time, end_time) = match (raw.start_time, raw.end_time, raw.timestamp_ms) {
-            (Some(s), Some(e), _) => (s, e.max(s)),
-            (Some(s), None, _) => (s, s),
-            (None, Some(e), _) => (e, e),
-            (None, None, Some(ms)) => (ms / 1000, ms / 1000),
-            (None, None, None) => return Err(DecodeError::NoTime),
+        let Some(key) = &raw.key else {
+            let fields = CalicoFields::from_raw(raw);
+            let labels = (&raw.source_labels, &raw.dest_labels);
+            // With labels given every endpoint registers, so this is never `None`.
+            return Ok(self
+                .calico_record(&fields, Some(labels))?
+                .unwrap_or_default());
         };
-        let strings = StringTable::global();
+        let (start_time, end_time) = event_times(raw.start_time, raw.end_time, raw.timestamp_ms)?;
         let mut rec = FlowRecord {
             start_time,
             end_time,
@@ -117,28 +158,32 @@ impl Decoder {
         };
         let src_ip = parse_ip(raw.source_ip);
         let dst_ip = parse_ip(raw.dest_ip);
-        if let Some(key) = &raw.key {
+        {
             // Goldmane: identity and verdict live in `Key`.
             rec.format = Format::Goldmane;
             let src_kind = EndpointType::from_goldmane(key.source_type.unwrap_or(0));
             let dst_kind = EndpointType::from_goldmane(key.dest_type.unwrap_or(0));
-            rec.src = self.endpoint(
-                src_kind,
-                key.source_namespace.unwrap_or("-"),
-                key.source_name.unwrap_or("-"),
-                src_ip,
-                raw.source_ip,
-                &raw.source_labels,
-            );
+            rec.src = self
+                .endpoint(
+                    src_kind,
+                    key.source_namespace.unwrap_or("-"),
+                    key.source_name.unwrap_or("-"),
+                    src_ip,
+                    raw.source_ip,
+                    Some(&raw.source_labels),
+                )
+                .unwrap_or_default(); // never None: labels are given
             rec.src.port = port(raw.source_port, "source_port")?;
-            rec.dst = self.endpoint(
-                dst_kind,
-                key.dest_namespace.unwrap_or("-"),
-                key.dest_name.unwrap_or("-"),
-                dst_ip,
-                raw.dest_ip,
-                &raw.dest_labels,
-            );
+            rec.dst = self
+                .endpoint(
+                    dst_kind,
+                    key.dest_namespace.unwrap_or("-"),
+                    key.dest_name.unwrap_or("-"),
+                    dst_ip,
+                    raw.dest_ip,
+                    Some(&raw.dest_labels),
+                )
+                .unwrap_or_default();
             rec.dst.port = port(key.dest_port.or(raw.dest_port), "dest_port")?;
             rec.proto = key
                 .proto
@@ -147,71 +192,25 @@ impl Decoder {
                 .unwrap_or_default();
             rec.action = Action::from_goldmane(key.action.unwrap_or(0));
             rec.reporter = Reporter::from_goldmane(key.reporter.unwrap_or(0));
-            rec.dest_service = intern_service(
-                strings,
+            rec.dest_service = self.intern_service(
                 key.dest_service_namespace,
                 key.dest_service_name,
                 key.dest_service_port_name,
             );
             rec.dest_service_port_num = port(key.dest_service_port, "dest_service_port")?;
             if let Some(p) = &key.policies {
-                self.policies(&mut rec, p);
+                let summary = PolicySummary {
+                    enforced: p.enforced().len(),
+                    last_enforced: p.enforced().last().cloned(),
+                    pending: p.pending_policies.as_ref().map(Vec::len),
+                };
+                self.policies(&mut rec, &summary);
             }
             let completed = raw.num_connections_completed.unwrap_or(0);
             let live = raw.num_connections_live.unwrap_or(0);
             rec.num_flows_started = raw.num_connections_started.unwrap_or(0);
             rec.num_flows_completed = completed;
             rec.num_flows = raw.num_flows.unwrap_or(completed + live);
-        } else {
-            rec.format = Format::Calico;
-            rec.src = self.endpoint(
-                EndpointType::from_calico(raw.source_type.unwrap_or("net")),
-                raw.source_namespace.unwrap_or("-"),
-                raw.source_name_aggr.unwrap_or("-"),
-                src_ip,
-                raw.source_ip,
-                &raw.source_labels,
-            );
-            rec.src.port = port(raw.source_port, "source_port")?;
-            // An external destination aggregated past its address is named by its first linked
-            // domain, so `pub` is not one giant peer that hides every C2 host behind it.
-            let dst_kind = EndpointType::from_calico(raw.dest_type.unwrap_or("net"));
-            let dst_name = match (
-                dst_kind,
-                raw.dest_ip,
-                raw.dest_domains.as_ref().and_then(|d| d.first()),
-            ) {
-                (EndpointType::Net, None, Some(domain)) => Some(*domain),
-                _ => raw.dest_ip,
-            };
-            rec.dst = self.endpoint(
-                dst_kind,
-                raw.dest_namespace.unwrap_or("-"),
-                raw.dest_name_aggr.unwrap_or("-"),
-                dst_ip,
-                dst_name,
-                &raw.dest_labels,
-            );
-            rec.dst.port = port(raw.dest_port, "dest_port")?;
-            rec.proto = raw.proto.map(Proto::parse).unwrap_or_default();
-            rec.action = raw.action.map(Action::from_calico).unwrap_or(Action::Allow);
-            rec.reporter = raw
-                .reporter
-                .map(Reporter::from_calico)
-                .unwrap_or(Reporter::Src);
-            rec.dest_service = intern_service(
-                strings,
-                raw.dest_service_namespace,
-                raw.dest_service_name,
-                raw.dest_service_port,
-            );
-            rec.dest_service_port_num = port(raw.dest_service_port_num, "dest_service_port_num")?;
-            if let Some(p) = &raw.policies {
-                self.policies(&mut rec, p);
-            }
-            rec.num_flows = raw.num_flows.unwrap_or(0);
-            rec.num_flows_started = raw.num_flows_started.unwrap_or(0);
-            rec.num_flows_completed = raw.num_flows_completed.unwrap_or(0);
         }
         rec.bytes_in = raw.bytes_in.unwrap_or(0);
         rec.bytes_out = raw.bytes_out.unwrap_or(0);
@@ -221,10 +220,10 @@ impl Decoder {
         rec.http_requests_denied_in = sat32(raw.http_requests_denied_in);
         if let Some(domains) = &raw.dest_domains {
             rec.num_dest_domains = domains.len().min(u16::MAX as usize) as u16;
-            rec.dest_domain = domains.first().map(|d| strings.intern(d)).unwrap_or(0);
+            rec.dest_domain = domains.first().map(|d| self.intern(d)).unwrap_or(0);
         }
         if let Some(p) = raw.process_name {
-            rec.process_name = strings.intern(p);
+            rec.process_name = self.intern(p);
         }
         rec.num_process_names = sat32(raw.num_process_names);
         rec.num_original_source_ips = raw
@@ -237,22 +236,176 @@ impl Decoder {
             .as_ref()
             .map(|v| v.len().min(u16::MAX as usize) as u16)
             .unwrap_or(0);
-        rec.tcp = TcpStats {
-            mean_send_congestion_window: sat32(raw.tcp_mean_send_congestion_window),
-            min_send_congestion_window: sat32(raw.tcp_min_send_congestion_window),
-            mean_smooth_rtt: sat32(raw.tcp_mean_smooth_rtt),
-            max_smooth_rtt: sat32(raw.tcp_max_smooth_rtt),
-            mean_min_rtt: sat32(raw.tcp_mean_min_rtt),
-            max_min_rtt: sat32(raw.tcp_max_min_rtt),
-            mean_mss: sat32(raw.tcp_mean_mss),
-            min_mss: sat32(raw.tcp_min_mss),
-            total_retransmissions: sat32(raw.tcp_total_retransmissions),
-            lost_packets: sat32(raw.tcp_lost_packets),
-            unrecovered_to: sat32(raw.tcp_unrecovered_to),
-        };
+        rec.tcp = tcp_stats(&CalicoFields::from_raw(raw).tcp);
         Ok(rec)
     }
 
+    /// Builds a Calico record. Without `labels` (the hot path) it registers nothing and returns
+    /// `Ok(None)` when an endpoint is new to this thread, so the caller retries with the serde view.
+    fn calico_record(
+        &mut self,
+        f: &CalicoFields<'_>,
+        labels: Option<(&Labels<'_>, &Labels<'_>)>,
+    ) -> Result<Option<FlowRecord>, DecodeError> {
+        let (start_time, end_time) = event_times(f.start_time, f.end_time, f.timestamp_ms)?;
+        let mut rec = FlowRecord {
+            start_time,
+            end_time,
+            format: Format::Calico,
+            ..FlowRecord::default()
+        };
+        let src_kind = EndpointType::from_calico(f.source_type.unwrap_or("net"));
+        // An external destination aggregated past its address is named by its first linked
+        // domain, so `pub` is not one giant peer that hides every C2 host behind it.
+        let dst_kind = EndpointType::from_calico(f.dest_type.unwrap_or("net"));
+        let dst_name = match (dst_kind, f.dest_ip, f.dest_domains.and_then(|(_, d)| d)) {
+            (EndpointType::Net, None, Some(domain)) => Some(domain),
+            _ => f.dest_ip,
+        };
+        if labels.is_none() {
+            // Both ends must be known before anything has a side effect.
+            let known = |d: &mut Self, kind, ns: Option<&str>, name: Option<&str>, ip| {
+                d.is_known(kind, ns.unwrap_or("-"), name.unwrap_or("-"), ip)
+            };
+            if !known(
+                self,
+                src_kind,
+                f.source_namespace,
+                f.source_name_aggr,
+                f.source_ip,
+            ) || !known(self, dst_kind, f.dest_namespace, f.dest_name_aggr, dst_name)
+            {
+                return Ok(None);
+            }
+        }
+        let Some(src) = self.endpoint(
+            src_kind,
+            f.source_namespace.unwrap_or("-"),
+            f.source_name_aggr.unwrap_or("-"),
+            parse_ip(f.source_ip),
+            f.source_ip,
+            labels.map(|l| l.0),
+        ) else {
+            return Ok(None);
+        };
+        rec.src = src;
+        rec.src.port = port(f.source_port, "source_port")?;
+        let Some(dst) = self.endpoint(
+            dst_kind,
+            f.dest_namespace.unwrap_or("-"),
+            f.dest_name_aggr.unwrap_or("-"),
+            parse_ip(f.dest_ip),
+            dst_name,
+            labels.map(|l| l.1),
+        ) else {
+            return Ok(None);
+        };
+        rec.dst = dst;
+        rec.dst.port = port(f.dest_port, "dest_port")?;
+        rec.proto = f.proto.map(Proto::parse).unwrap_or_default();
+        rec.action = f.action.map(Action::from_calico).unwrap_or(Action::Allow);
+        rec.reporter = f
+            .reporter
+            .map(Reporter::from_calico)
+            .unwrap_or(Reporter::Src);
+        rec.dest_service = self.intern_service(
+            f.dest_service_namespace,
+            f.dest_service_name,
+            f.dest_service_port,
+        );
+        rec.dest_service_port_num = port(f.dest_service_port_num, "dest_service_port_num")?;
+        if let Some(p) = &f.policies {
+            self.policies(&mut rec, p);
+        }
+        rec.num_flows = f.num_flows.unwrap_or(0);
+        rec.num_flows_started = f.num_flows_started.unwrap_or(0);
+        rec.num_flows_completed = f.num_flows_completed.unwrap_or(0);
+        rec.bytes_in = f.bytes_in.unwrap_or(0);
+        rec.bytes_out = f.bytes_out.unwrap_or(0);
+        rec.packets_in = f.packets_in.unwrap_or(0);
+        rec.packets_out = f.packets_out.unwrap_or(0);
+        rec.http_requests_allowed_in = sat32(f.http_requests_allowed_in);
+        rec.http_requests_denied_in = sat32(f.http_requests_denied_in);
+        if let Some((n, first)) = f.dest_domains {
+            rec.num_dest_domains = n.min(u16::MAX as usize) as u16;
+            rec.dest_domain = first.map(|d| self.intern(d)).unwrap_or(0);
+        }
+        if let Some(p) = f.process_name {
+            rec.process_name = self.intern(p);
+        }
+        rec.num_process_names = sat32(f.num_process_names);
+        rec.num_original_source_ips = f
+            .num_original_source_ips
+            .map(|n| n.min(u32::MAX as u64) as u32)
+            .or(f.original_source_ips.map(|n| n as u32))
+            .unwrap_or(0);
+        rec.num_nat_outgoing_ports = f
+            .nat_outgoing_ports
+            .map(|n| n.min(u16::MAX as usize) as u16)
+            .unwrap_or(0);
+        rec.tcp = tcp_stats(&f.tcp);
+        Ok(Some(rec))
+    }
+
+    /// Whether this thread registered the endpoint's workload already.
+    fn is_known(
+        &mut self,
+        kind: EndpointType,
+        namespace: &str,
+        name_aggr: &str,
+        ip_str: Option<&str>,
+    ) -> bool {
+        let key_ip = if kind == EndpointType::Net {
+            ip_str
+        } else {
+            None
+        };
+        canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
+        self.known
+            .contains_key(&WorkloadId::of_key(&self.key_buf).0)
+    }
+
+    /// Interns through this thread's cache.
+    fn intern(&mut self, s: &str) -> u32 {
+        if s.is_empty() || s == "-" {
+            return 0;
+        }
+        if let Some(&id) = self.interned.get(s) {
+            return id;
+        }
+        let id = StringTable::global().intern(s);
+        if self.interned.len() >= CACHE_CAP {
+            self.interned.clear();
+        }
+        self.interned.insert(Box::from(s), id);
+        id
+    }
+
+    /// `ns/service:port-name` of the matched Service, interned (0 when none).
+    fn intern_service(&mut self, ns: Option<&str>, name: Option<&str>, port: Option<&str>) -> u32 {
+        match name {
+            None | Some("-") | Some("") => 0,
+            Some(name) => {
+                let mut s = std::mem::take(&mut self.service_buf);
+                s.clear();
+                if let Some(ns) = ns.filter(|n| !n.is_empty() && *n != "-") {
+                    s.push_str(ns);
+                    s.push('/');
+                }
+                s.push_str(name);
+                if let Some(p) = port.filter(|p| !p.is_empty() && *p != "-") {
+                    s.push(':');
+                    s.push_str(p);
+                }
+                let id = self.intern(&s);
+                self.service_buf = s;
+                id
+            }
+        }
+    }
+
+    /// One end of the flow. Registers the workload the first time this thread sees it, which needs
+    /// its `labels`; without them (the hot path) an unregistered workload gives `None`.
     fn endpoint(
         &mut self,
         kind: EndpointType,
@@ -260,8 +413,8 @@ impl Decoder {
         name_aggr: &str,
         ip: Option<IpAddr>,
         ip_str: Option<&str>,
-        labels: &Labels<'_>,
-    ) -> Endpoint {
+        labels: Option<&Labels<'_>>,
+    ) -> Option<Endpoint> {
         // Only networks outside the cluster are identified by address; pods by their controller.
         let key_ip = if kind == EndpointType::Net {
             ip_str
@@ -270,70 +423,100 @@ impl Decoder {
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
         let id = WorkloadId::of_key(&self.key_buf);
-        let group = match group_name(name_aggr) {
-            Some(stripped) if kind == EndpointType::Wep => {
-                canonical_key(&mut self.key_buf, kind, namespace, stripped, None);
-                let g = WorkloadId::of_key(&self.key_buf);
-                canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
-                g
+        let group = match self.known.get(&id.0) {
+            Some(&(k, g)) if k == kind => g,
+            Some(_) => self.group_of(kind, namespace, name_aggr, id),
+            None => {
+                let labels = labels?;
+                let key = self.key_buf.clone();
+                let group = self.group_of(kind, namespace, name_aggr, id);
+                self.known.insert(id.0, (kind, group));
+                WorkloadRegistry::global().register(id, || WorkloadInfo {
+                    key,
+                    kind,
+                    namespace: namespace.to_string(),
+                    name_aggr: name_aggr.to_string(),
+                    labels: labels.0.iter().map(|s| s.to_string()).collect(),
+                });
+                group
             }
-            _ => id,
         };
-        if self.registered.insert(id.0) {
-            let key = self.key_buf.clone();
-            WorkloadRegistry::global().register(id, || WorkloadInfo {
-                key,
-                kind,
-                namespace: namespace.to_string(),
-                name_aggr: name_aggr.to_string(),
-                labels: labels.0.iter().map(|s| s.to_string()).collect(),
-            });
-        }
         let public = kind == EndpointType::Net
             && match ip {
                 Some(ip) => is_public_ip(ip),
                 None => name_aggr != "pvt",
             };
-        Endpoint {
+        Some(Endpoint {
             id,
             group,
             kind,
             ip,
             port: None,
             public,
+        })
+    }
+
+    /// The workload's group: pods without their replica-set hash, everything else itself.
+    fn group_of(
+        &mut self,
+        kind: EndpointType,
+        namespace: &str,
+        name_aggr: &str,
+        id: WorkloadId,
+    ) -> WorkloadId {
+        match group_name(name_aggr) {
+            Some(stripped) if kind == EndpointType::Wep => {
+                canonical_key(&mut self.key_buf, kind, namespace, stripped, None);
+                WorkloadId::of_key(&self.key_buf)
+            }
+            _ => id,
         }
     }
 
-    fn policies(&mut self, rec: &mut FlowRecord, p: &crate::flow::raw::Policies<'_>) {
-        let enforced = p.enforced();
-        rec.num_enforced_policies = enforced.len().min(u16::MAX as usize) as u16;
+    fn policies(&mut self, rec: &mut FlowRecord, p: &PolicySummary<'_>) {
+        rec.num_enforced_policies = p.enforced.min(u16::MAX as usize) as u16;
         rec.num_pending_policies = p
-            .pending_policies
-            .as_ref()
-            .map(|v| v.len().min(u16::MAX as usize) as u16)
+            .pending
+            .map(|n| n.min(u16::MAX as usize) as u16)
             .unwrap_or(0);
         // The last enforced hit is the one that decided the verdict; unparseable strings are kept as
         // written so an operator still sees them.
-        if let Some(last) = enforced.last() {
-            let strings = StringTable::global();
-            rec.deciding_policy = match last.parse() {
-                Ok(hit) => {
-                    self.key_buf.clear();
-                    self.key_buf.push_str(hit.tier);
-                    self.key_buf.push('|');
-                    if !hit.namespace.is_empty() {
-                        self.key_buf.push_str(hit.namespace);
-                        self.key_buf.push('/');
-                    }
-                    self.key_buf.push_str(hit.name);
-                    strings.intern(&self.key_buf)
-                }
-                Err(_) => match last {
-                    crate::flow::raw::PolicyEntry::Str(s) => strings.intern(s),
-                    crate::flow::raw::PolicyEntry::Hit(_) => 0,
-                },
-            };
+        let Some(last) = &p.last_enforced else {
+            return;
+        };
+        if let PolicyEntry::Str(raw) = last {
+            if let Some(&id) = self.policy_ids.get(*raw) {
+                rec.deciding_policy = id;
+                return;
+            }
         }
+        let id = match last.parse() {
+            Ok(hit) => {
+                let mut key = std::mem::take(&mut self.key_buf);
+                key.clear();
+                key.push_str(hit.tier);
+                key.push('|');
+                if !hit.namespace.is_empty() {
+                    key.push_str(hit.namespace);
+                    key.push('/');
+                }
+                key.push_str(hit.name);
+                let id = self.intern(&key);
+                self.key_buf = key;
+                id
+            }
+            Err(_) => match last {
+                PolicyEntry::Str(s) => self.intern(s),
+                PolicyEntry::Hit(_) => 0,
+            },
+        };
+        if let PolicyEntry::Str(raw) = last {
+            if self.policy_ids.len() >= CACHE_CAP {
+                self.policy_ids.clear();
+            }
+            self.policy_ids.insert(Box::from(*raw), id);
+        }
+        rec.deciding_policy = id;
     }
 }
 
@@ -396,8 +579,38 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// Parses an address; dotted quads take a short path (same result as the standard parser, which
+/// handles everything else).
 fn parse_ip(s: Option<&str>) -> Option<IpAddr> {
-    s.and_then(|s| s.parse().ok())
+    let s = s?;
+    if let Some(v4) = parse_ipv4_plain(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
+    s.parse().ok()
+}
+
+/// `a.b.c.d` with 1-3 digit octets, no leading zeros, each at most 255; `None` for anything else.
+fn parse_ipv4_plain(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|&c| c == b'.');
+    for o in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v = 0u32;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 fn port(v: Option<i64>, field: &'static str) -> Result<Option<u16>, DecodeError> {
@@ -412,27 +625,34 @@ fn sat32(v: Option<u64>) -> u32 {
     v.map(|n| n.min(u32::MAX as u64) as u32).unwrap_or(0)
 }
 
-fn intern_service(
-    strings: &StringTable,
-    ns: Option<&str>,
-    name: Option<&str>,
-    port: Option<&str>,
-) -> u32 {
-    match name {
-        None | Some("-") | Some("") => 0,
-        Some(name) => {
-            let mut s = String::with_capacity(48);
-            if let Some(ns) = ns.filter(|n| !n.is_empty() && *n != "-") {
-                s.push_str(ns);
-                s.push('/');
-            }
-            s.push_str(name);
-            if let Some(p) = port.filter(|p| !p.is_empty() && *p != "-") {
-                s.push(':');
-                s.push_str(p);
-            }
-            strings.intern(&s)
-        }
+/// Record times from `start_time`, `end_time` or the shipper's `@timestamp` (ms).
+fn event_times(
+    start: Option<i64>,
+    end: Option<i64>,
+    timestamp_ms: Option<i64>,
+) -> Result<(i64, i64), DecodeError> {
+    match (start, end, timestamp_ms) {
+        (Some(s), Some(e), _) => Ok((s, e.max(s))),
+        (Some(s), None, _) => Ok((s, s)),
+        (None, Some(e), _) => Ok((e, e)),
+        (None, None, Some(ms)) => Ok((ms / 1000, ms / 1000)),
+        (None, None, None) => Err(DecodeError::NoTime),
+    }
+}
+
+fn tcp_stats(t: &[Option<u64>; 11]) -> TcpStats {
+    TcpStats {
+        mean_send_congestion_window: sat32(t[0]),
+        min_send_congestion_window: sat32(t[1]),
+        mean_smooth_rtt: sat32(t[2]),
+        max_smooth_rtt: sat32(t[3]),
+        mean_min_rtt: sat32(t[4]),
+        max_min_rtt: sat32(t[5]),
+        mean_mss: sat32(t[6]),
+        min_mss: sat32(t[7]),
+        total_retransmissions: sat32(t[8]),
+        lost_packets: sat32(t[9]),
+        unrecovered_to: sat32(t[10]),
     }
 }
 
@@ -447,5 +667,113 @@ mod tests {
         assert_eq!(group_name("redis-cart-*"), Some("redis-cart"));
         assert_eq!(group_name("host113-*"), Some("host113"));
         assert_eq!(group_name("pub"), None);
+    }
+
+    /// Decodes `line` through the hot path (after a first call registered its workloads) and
+    /// through the serde view, and checks they agree, record or error.
+    fn assert_paths_agree(line: &[u8]) {
+        let mut hot = Decoder::default();
+        let first = hot.decode(line);
+        let again = hot.decode(line);
+        let mut full = Decoder::default();
+        let reference = full
+            .with_raw(line, |raw| Decoder::default().to_record(raw))
+            .and_then(|r| r);
+        assert_eq!(
+            first,
+            reference,
+            "first decode of {}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(
+            again,
+            reference,
+            "hot decode of {}",
+            String::from_utf8_lossy(line)
+        );
+    }
+
+    #[test]
+    fn hot_path_matches_the_serde_view_on_simulated_lines() {
+        let mut sim = crate::simulate::Simulator::new(crate::simulate::SimConfig {
+            duration_s: 3600,
+            attacks: crate::simulate::AttackSpec::default_mix(),
+            ..Default::default()
+        });
+        let mut buf = Vec::new();
+        let mut n = 0;
+        while sim.next_window(&mut buf, None) && n < 3000 {
+            for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                assert_paths_agree(line);
+                n += 1;
+            }
+            buf.clear();
+        }
+        assert!(n > 100);
+    }
+
+    #[test]
+    fn hot_path_matches_the_serde_view_on_odd_lines() {
+        let base = r#""start_time":100,"end_time":115,"source_name_aggr":"a-abc12-*","source_namespace":"ns","source_type":"wep","dest_type":"net","dest_name_aggr":"pub""#;
+        let cases = [
+            format!("{{{base}}}"),
+            format!("{{{base},\"dest_ip\":\"8.8.8.8\",\"source_ip\":\"010.1.1.1\"}}"),
+            format!("{{{base},\"dest_ip\":\"::1\",\"source_ip\":\"256.1.1.1\"}}"),
+            format!("{{{base},\"dest_domains\":[\"evil.example\",\"b\"]}}"),
+            format!("{{{base},\"dest_domains\":[1]}}"),
+            format!("{{{base},\"bytes_in\":1.5}}"),
+            format!("{{{base},\"bytes_in\":-1}}"),
+            format!("{{{base},\"dest_port\":70000}}"),
+            format!("{{{base},\"dest_port\":null,\"proto\":null}}"),
+            format!("{{{base},\"start_time\":5}}"),
+            format!("{{{base},\"source_labels\":{{\"labels\":[\"a=b\"],\"x\":3}}}}"),
+            format!("{{{base},\"source_labels\":{{\"labels\":[1]}}}}"),
+            format!("{{{base},\"source_labels\":[\"a=b\"],\"dest_labels\":null}}"),
+            format!("{{{base},\"source_labels\":5}}"),
+            format!("{{{base},\"policies\":{{\"all_policies\":[\"0|t|t.p|allow\"],\"pending_policies\":[]}}}}"),
+            format!("{{{base},\"policies\":{{\"enforced_policies\":[\"junk\"],\"all_policies\":[\"0|t|t.p|allow|0\"]}}}}"),
+            format!("{{{base},\"policies\":{{\"enforced_policies\":[{{\"name\":\"p\",\"tier\":\"t\",\"kind\":2}}]}}}}"),
+            format!("{{{base},\"policies\":{{\"enforced_policies\":[\"0|t|t.p|allow\"],\"enforced_policies\":[]}}}}"),
+            format!("{{{base},\"policies\":null,\"host\":\"n1\",\"@timestamp\":1}}"),
+            format!("{{{base},\"host\":7}}"),
+            format!("{{{base},\"tcp_mean_mss\":1400,\"tcp_lost_packets\":2,\"tcp_unknown\":\"x\"}}"),
+            format!("{{{base},\"tcp_mean_mss\":1400,\"tcp_mean_mss\":1}}"),
+            format!("{{{base},\"nat_outgoing_ports\":[1,2,3],\"original_source_ips\":[\"1.2.3.4\"]}}"),
+            format!("{{{base},\"nat_outgoing_ports\":[\"1\"]}}"),
+            format!("{{{base},\"dest_service_name\":\"svc\",\"dest_service_namespace\":\"ns\",\"dest_service_port\":\"http\",\"dest_service_port_num\":80}}"),
+            format!("{{{base},\"process_name\":\"curl\",\"process_args\":[\"-v\"],\"num_process_names\":1}}"),
+            format!("{{{base},\"end_time\":1}}"),
+            format!("{{{base},\"start_time\":100}}"),
+            "{\"@timestamp\":1700000000000}".to_string(),
+            "{\"proto\":\"tcp\"}".to_string(),
+            "[1,2]".to_string(),
+            "{\"start_time\":1".to_string(),
+            r#"{"Key":{"source_name":"c-*","source_namespace":"app","source_type":1,"dest_name":"pub","dest_type":4,"dest_port":443,"proto":"tcp","reporter":1,"action":2},"start_time":1750000000,"end_time":1750000300,"bytes_out":960}"#.to_string(),
+        ];
+        for c in &cases {
+            assert_paths_agree(c.as_bytes());
+        }
+    }
+
+    #[test]
+    fn plain_ipv4_parsing_agrees_with_std() {
+        for s in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "a.b.c.d",
+            "1.2.3.4 ",
+            "",
+            "::1",
+            "1.2.3.04",
+            "192.168.100.113",
+        ] {
+            assert_eq!(parse_ip(Some(s)), s.parse().ok(), "{s}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! workload keys become stable integer ids ([`WorkloadId`]) registered once in [`registry`].
 
 pub mod decode;
+pub mod fields;
 pub mod policy;
 pub mod raw;
 pub mod registry;
