@@ -675,3 +675,45 @@ fn a_port_out_of_range_fails_with_a_reason_naming_the_field() {
         .expect("in range");
     assert_eq!((rec.src.port, rec.dst.port), (Some(65535), None));
 }
+
+#[test]
+fn only_a_json_object_is_a_record() {
+    let mut dec = Decoder::default();
+    for bad in [
+        "[1577834657,1577834965]",
+        "[]",
+        "\"start_time\"",
+        "42",
+        "null",
+        "true",
+        r#"{"start_time":1,"Key":[]}"#,
+        r#"{"start_time":1,"Key":["a","b",1]}"#,
+        r#"{"start_time":1,"policies":[["0|t|t.p|allow"]]}"#,
+        r#"{"start_time":1,"Key":{"policies":[]}}"#,
+    ] {
+        match dec.decode(bad.as_bytes()) {
+            Err(DecodeError::Json(_)) => {}
+            other => panic!("{bad}: expected a rejection, got {other:?}"),
+        }
+        assert!(dec.with_raw(bad.as_bytes(), |_| ()).is_err(), "{bad}");
+    }
+    // null nested objects are just absent.
+    let rec = decode(r#"{"start_time":1,"Key":null,"policies":null}"#);
+    assert_eq!(rec.format, Format::Calico);
+}
+
+#[test]
+fn a_type_error_names_the_field() {
+    let mut dec = Decoder::default();
+    for (line, field) in [
+        (r#"{"start_time":1,"bytes_in":"x"}"#, "bytes_in"),
+        (r#"{"start_time":1,"Key":{"dest_port":"https"}}"#, "Key.dest_port"),
+        (
+            r#"{"start_time":1,"policies":{"enforced_policies":["0|t|t.p|allow",{"kind":"gnp"}]}}"#,
+            "policies.enforced_policies[1].kind",
+        ),
+    ] {
+        let err = dec.decode(line.as_bytes()).expect_err(line).to_string();
+        assert!(err.contains(field), "{line}: {err}");
+    }
+}

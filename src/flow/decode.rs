@@ -11,6 +11,7 @@ use crate::flow::{
     WorkloadInfo,
 };
 use rustc_hash::FxHashSet;
+use serde::Deserialize;
 use std::net::IpAddr;
 use thiserror::Error;
 
@@ -76,12 +77,9 @@ impl Decoder {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
-        let result = match simd_json::serde::from_slice_with_buffers::<RawFlow>(
-            &mut scratch,
-            &mut self.buffers,
-        ) {
+        let result = match parse_raw(line, &mut scratch, &mut self.buffers) {
             Ok(raw) => self.to_record(&raw),
-            Err(e) => Err(DecodeError::Json(e.to_string())),
+            Err(e) => Err(e),
         };
         self.scratch = scratch;
         result
@@ -93,10 +91,9 @@ impl Decoder {
         line: &[u8],
         f: impl FnOnce(&RawFlow<'_>) -> T,
     ) -> Result<T, DecodeError> {
-        let mut scratch = trim_ascii(line).to_vec();
-        let raw =
-            simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
-                .map_err(|e| DecodeError::Json(e.to_string()))?;
+        let line = trim_ascii(line);
+        let mut scratch = line.to_vec();
+        let raw = parse_raw(line, &mut scratch, &mut self.buffers)?;
         Ok(f(&raw))
     }
 
@@ -334,6 +331,44 @@ impl Decoder {
                 },
             };
         }
+    }
+}
+
+/// Parses `scratch` (a copy of `line` that simd-json may rewrite) into a [`RawFlow`].
+///
+/// Only a JSON object is a record: serde's derived struct visitor would also take an array, filling
+/// the fields by position. A type error is rare, so only then is the original line parsed again to
+/// name the field in the reason (simd-json's own message says neither field nor position).
+fn parse_raw<'a>(
+    line: &[u8],
+    scratch: &'a mut [u8],
+    buffers: &mut simd_json::Buffers,
+) -> Result<RawFlow<'a>, DecodeError> {
+    if scratch.first() != Some(&b'{') {
+        return Err(DecodeError::Json("not a JSON object".into()));
+    }
+    let mut de = simd_json::Deserializer::from_slice_with_buffers(scratch, buffers)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    RawFlow::deserialize(&mut de).map_err(|e| {
+        let mut again = line.to_vec();
+        let path = simd_json::Deserializer::from_slice(&mut again)
+            .ok()
+            .and_then(|mut de| serde_path_to_error::deserialize::<_, RawFlow>(&mut de).err())
+            .map(|e| e.path().to_string())
+            .filter(|p| !p.is_empty() && p != ".");
+        match path {
+            Some(path) => DecodeError::Json(format!("{path}: {}", describe(&e))),
+            None => DecodeError::Json(describe(&e)),
+        }
+    })
+}
+
+/// simd-json's serde errors carry "at character 0" for type errors, which misleads; drop it.
+fn describe(e: &simd_json::Error) -> String {
+    let s = e.to_string();
+    match s.strip_suffix(" at character 0") {
+        Some(head) => head.to_string(),
+        None => s,
     }
 }
 
