@@ -347,6 +347,11 @@ fn parse_raw<'a>(
     if scratch.first() != Some(&b'{') {
         return Err(DecodeError::Json("not a JSON object".into()));
     }
+    if nested_deeper_than(line, MAX_NESTING) {
+        return Err(DecodeError::Json(format!(
+            "nested deeper than {MAX_NESTING} levels"
+        )));
+    }
     let mut de = simd_json::Deserializer::from_slice_with_buffers(scratch, buffers)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
     RawFlow::deserialize(&mut de).map_err(|e| {
@@ -361,6 +366,42 @@ fn parse_raw<'a>(
             None => DecodeError::Json(describe(&e)),
         }
     })
+}
+
+/// Deepest nesting of arrays and objects accepted. Records nest about 5 levels; serde skips unknown
+/// values recursively, so a line of 100 000 `[` would otherwise overflow the thread's stack.
+pub const MAX_NESTING: usize = 128;
+
+/// Whether `line` nests arrays/objects deeper than `max` (brackets inside strings do not count).
+fn nested_deeper_than(line: &[u8], max: usize) -> bool {
+    // Fast path: with at most `max` opening brackets the depth cannot exceed `max`.
+    if memchr::memchr2_iter(b'[', b'{', line).nth(max).is_none() {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in line {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// simd-json's serde errors carry "at character 0" for type errors, which misleads; drop it.
@@ -474,6 +515,18 @@ fn intern_service(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_depth_ignores_brackets_in_strings() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(nested_deeper_than(deep.as_bytes(), MAX_NESTING));
+        let quoted = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
+        assert!(!nested_deeper_than(quoted.as_bytes(), MAX_NESTING));
+        let escaped = format!("{{\"a\":\"\\\"{}\"}}", "{".repeat(200));
+        assert!(!nested_deeper_than(escaped.as_bytes(), MAX_NESTING));
+        let wide = format!("{{\"a\":[{}]}}", vec!["[]"; 500].join(","));
+        assert!(!nested_deeper_than(wide.as_bytes(), MAX_NESTING));
+    }
 
     #[test]
     fn group_names_drop_the_replica_set_hash() {
