@@ -13,30 +13,54 @@ const BAD_CONFIGS: &[(&str, &str)] = &[
     // Unknown keys, top level and nested.
     ("bogus = 1\n", "bogus"),
     ("[window]\nlenght = \"15s\"\n", "window.lenght"),
-    ("[detect.port_scan]\nenabeld = true\n", "detect.port_scan.enabeld"),
+    (
+        "[detect.port_scan]\nenabeld = true\n",
+        "detect.port_scan.enabeld",
+    ),
     ("[nonsense]\nx = 1\n", "nonsense"),
     // Wrong types.
     ("[input]\nbatch_lines = \"many\"\n", "input.batch_lines"),
     ("[pipeline]\nthreads = -1\n", "pipeline.threads"),
-    ("[detect.port_scan]\ndistinct_ports = \"many\"\n", "detect.port_scan.distinct_ports"),
+    (
+        "[detect.port_scan]\ndistinct_ports = \"many\"\n",
+        "detect.port_scan.distinct_ports",
+    ),
     ("[alerts]\nstdout = \"yes\"\n", "alerts.stdout"),
     ("[window]\nlength = 15\n", "window.length"),
     // Bad durations.
     ("[window]\nlength = \"soon\"\n", "window.length"),
-    ("[window]\nallowed_lateness = \"a while\"\n", "window.allowed_lateness"),
-    ("[alerts]\nsuppression = \"forever\"\n", "alerts.suppression"),
-    ("[daemon]\nshutdown_timeout = \"later\"\n", "daemon.shutdown_timeout"),
+    (
+        "[window]\nallowed_lateness = \"a while\"\n",
+        "window.allowed_lateness",
+    ),
+    (
+        "[alerts]\nsuppression = \"forever\"\n",
+        "alerts.suppression",
+    ),
+    (
+        "[daemon]\nshutdown_timeout = \"later\"\n",
+        "daemon.shutdown_timeout",
+    ),
     // Bad enum values.
     ("[source]\nkind = \"carrier-pigeon\"\n", "source.kind"),
     ("[respond]\nmode = \"yolo\"\n", "respond.mode"),
     // Zero and negative thresholds.
-    ("[detect.beaconing]\nthreshold = 0\n", "detect.beaconing.threshold"),
-    ("[detect.beaconing]\nthreshold = -1.5\n", "detect.beaconing.threshold"),
+    (
+        "[detect.beaconing]\nthreshold = 0\n",
+        "detect.beaconing.threshold",
+    ),
+    (
+        "[detect.beaconing]\nthreshold = -1.5\n",
+        "detect.beaconing.threshold",
+    ),
     ("[window]\nauto_sample = 0\n", "window.auto_sample"),
     ("[input]\nmax_line_bytes = 10\n", "input.max_line_bytes"),
     // [respond] values.
     ("[respond]\nmin_severity = 500\n", "respond.min_severity"),
-    ("[respond]\nown_namespace = \"Not A Namespace\"\n", "respond.own_namespace"),
+    (
+        "[respond]\nown_namespace = \"Not A Namespace\"\n",
+        "respond.own_namespace",
+    ),
     ("[respond]\ndry_run = \"maybe\"\n", "respond.dry_run"),
     ("[respond]\nbogus = true\n", "respond.bogus"),
 ];
@@ -129,14 +153,30 @@ fn shipped_config_passes_and_prints_the_effective_config() {
     assert_eq!(get("window.allowed_lateness").as_str(), Some("30s"));
     assert_eq!(get("input.max_line_bytes").as_integer(), Some(1_048_576));
     assert_eq!(get("source.kind").as_str(), Some("simulate"));
-    assert_eq!(get("detect.port_scan.distinct_ports").as_integer(), Some(500));
+    assert_eq!(
+        get("detect.port_scan.distinct_ports").as_integer(),
+        Some(500)
+    );
     assert_eq!(get("detect.ip_sweep.distinct_hosts").as_integer(), Some(32));
-    assert!(get("detect.beaconing.threshold").as_float().is_some_and(|t| t > 0.0));
+    assert!(get("detect.beaconing.threshold")
+        .as_float()
+        .is_some_and(|t| t > 0.0));
     assert!(get("respond").is_table());
     // Every section of the config is printed, not only the ones the file sets.
     for section in [
-        "input", "source", "pipeline", "window", "baseline", "detect", "alerts", "dead_letter",
-        "metrics", "log", "daemon", "kafka", "respond",
+        "input",
+        "source",
+        "pipeline",
+        "window",
+        "baseline",
+        "detect",
+        "alerts",
+        "dead_letter",
+        "metrics",
+        "log",
+        "daemon",
+        "kafka",
+        "respond",
     ] {
         assert!(get(section).is_table(), "section [{section}] missing");
     }

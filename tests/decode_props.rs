@@ -12,21 +12,79 @@ use serde_json::{json, Map, Value};
 
 /// Every key of the reference's table (section 1) and Goldmane's flow and key (section 2).
 const FIELDS: &[&str] = &[
-    "start_time", "end_time", "source_ip", "dest_ip", "source_port", "dest_port", "source_name",
-    "dest_name", "source_name_aggr", "dest_name_aggr", "source_namespace", "dest_namespace",
-    "source_type", "dest_type", "source_labels", "dest_labels", "nat_outgoing_ports",
-    "dest_service_namespace", "dest_service_name", "dest_service_port", "dest_service_port_num",
-    "dest_domains", "proto", "action", "reporter", "policies", "bytes_in", "bytes_out",
-    "packets_in", "packets_out", "num_flows", "num_flows_started", "num_flows_completed",
-    "http_requests_allowed_in", "http_requests_denied_in", "process_name", "process_id",
-    "process_args", "num_process_names", "num_process_ids", "num_process_args",
-    "original_source_ips", "num_original_source_ips", "tcp_mean_send_congestion_window",
-    "tcp_min_send_congestion_window", "tcp_mean_smooth_rtt", "tcp_max_smooth_rtt",
-    "tcp_mean_min_rtt", "tcp_max_min_rtt", "tcp_mean_mss", "tcp_min_mss",
-    "tcp_total_retransmissions", "tcp_lost_packets", "tcp_unrecovered_to", "host", "@timestamp",
-    "Key", "num_connections_started", "num_connections_completed", "num_connections_live",
-    "all_policies", "enforced_policies", "pending_policies", "transit_policies", "labels", "kind",
-    "namespace", "name", "tier", "policy_index", "rule_index", "trigger", "dest_service_port_name",
+    "start_time",
+    "end_time",
+    "source_ip",
+    "dest_ip",
+    "source_port",
+    "dest_port",
+    "source_name",
+    "dest_name",
+    "source_name_aggr",
+    "dest_name_aggr",
+    "source_namespace",
+    "dest_namespace",
+    "source_type",
+    "dest_type",
+    "source_labels",
+    "dest_labels",
+    "nat_outgoing_ports",
+    "dest_service_namespace",
+    "dest_service_name",
+    "dest_service_port",
+    "dest_service_port_num",
+    "dest_domains",
+    "proto",
+    "action",
+    "reporter",
+    "policies",
+    "bytes_in",
+    "bytes_out",
+    "packets_in",
+    "packets_out",
+    "num_flows",
+    "num_flows_started",
+    "num_flows_completed",
+    "http_requests_allowed_in",
+    "http_requests_denied_in",
+    "process_name",
+    "process_id",
+    "process_args",
+    "num_process_names",
+    "num_process_ids",
+    "num_process_args",
+    "original_source_ips",
+    "num_original_source_ips",
+    "tcp_mean_send_congestion_window",
+    "tcp_min_send_congestion_window",
+    "tcp_mean_smooth_rtt",
+    "tcp_max_smooth_rtt",
+    "tcp_mean_min_rtt",
+    "tcp_max_min_rtt",
+    "tcp_mean_mss",
+    "tcp_min_mss",
+    "tcp_total_retransmissions",
+    "tcp_lost_packets",
+    "tcp_unrecovered_to",
+    "host",
+    "@timestamp",
+    "Key",
+    "num_connections_started",
+    "num_connections_completed",
+    "num_connections_live",
+    "all_policies",
+    "enforced_policies",
+    "pending_policies",
+    "transit_policies",
+    "labels",
+    "kind",
+    "namespace",
+    "name",
+    "tier",
+    "policy_index",
+    "rule_index",
+    "trigger",
+    "dest_service_port_name",
 ];
 
 /// A JSON value of any type, nested a little, with strings that look like real field values.
@@ -41,9 +99,21 @@ fn any_value() -> impl Strategy<Value = Value> {
             .prop_filter("JSON has no NaN/inf", |f| f.is_finite())
             .prop_map(Value::from),
         prop_oneof![
-            Just("wep"), Just("net"), Just("tcp"), Just("allow"), Just("dst"), Just("-"), Just("*"),
-            Just("pub"), Just("10.0.0.1"), Just("::1"), Just("0|t|t.p|allow|0"), Just("a=b"),
-            Just("x|y"), Just("kns.default"), Just("")
+            Just("wep"),
+            Just("net"),
+            Just("tcp"),
+            Just("allow"),
+            Just("dst"),
+            Just("-"),
+            Just("*"),
+            Just("pub"),
+            Just("10.0.0.1"),
+            Just("::1"),
+            Just("0|t|t.p|allow|0"),
+            Just("a=b"),
+            Just("x|y"),
+            Just("kns.default"),
+            Just("")
         ]
         .prop_map(Value::from),
         "\\PC{0,12}".prop_map(Value::from),
@@ -149,9 +219,19 @@ fn valid_record() -> impl Strategy<Value = Valid> {
         (prop::option::of(any::<[u8; 4]>()), prop::option::of(1u16..)),
         (name, name, prop::option::of(1u16..)),
         (
-            prop::sample::select(vec![("tcp", 6u8), ("udp", 17), ("icmp", 1), ("sctp", 132), ("47", 47)]),
+            prop::sample::select(vec![
+                ("tcp", 6u8),
+                ("udp", 17),
+                ("icmp", 1),
+                ("sctp", 132),
+                ("47", 47),
+            ]),
             prop::sample::select(vec![("allow", Action::Allow), ("deny", Action::Deny)]),
-            prop::sample::select(vec![("src", Reporter::Src), ("dst", Reporter::Dst), ("fwd", Reporter::Fwd)]),
+            prop::sample::select(vec![
+                ("src", Reporter::Src),
+                ("dst", Reporter::Dst),
+                ("fwd", Reporter::Fwd),
+            ]),
         ),
         (any::<[u64; 7]>(), any::<(u32, u32)>()),
         (
@@ -162,7 +242,15 @@ fn valid_record() -> impl Strategy<Value = Valid> {
         ),
     )
         .prop_map(
-            |((start, span), (src_kind, src_ns, src_name), (ip, src_port), (dst_ns, dst_name, dst_port), (proto, action, reporter), (counters, http), (process, domains, nat_ports, tcp_rtt))| Valid {
+            |(
+                (start, span),
+                (src_kind, src_ns, src_name),
+                (ip, src_port),
+                (dst_ns, dst_name, dst_port),
+                (proto, action, reporter),
+                (counters, http),
+                (process, domains, nat_ports, tcp_rtt),
+            )| Valid {
                 start,
                 span,
                 src_kind,
@@ -267,21 +355,57 @@ fn policy_name() -> impl Strategy<Value = (String, String, PolicyKind, String, S
         ("pro", PolicyKind::Profile),
         ("eot", PolicyKind::EndOfTier),
     ];
-    (ident, ident, ident, 0..7u8, prop::sample::select(kinds), any::<bool>()).prop_map(
-        |(tier, ns, policy, shape, (prefix, kind), namespaced)| {
+    (
+        ident,
+        ident,
+        ident,
+        0..7u8,
+        prop::sample::select(kinds),
+        any::<bool>(),
+    )
+        .prop_map(|(tier, ns, policy, shape, (prefix, kind), namespaced)| {
             let (name_part, kind, want_ns, want_name) = match shape {
-                0 => (format!("{tier}.{policy}"), PolicyKind::GlobalNetworkPolicy, String::new(), policy),
-                1 => (format!("{ns}/{tier}.{policy}"), PolicyKind::CalicoNetworkPolicy, ns, policy),
-                2 => (format!("{ns}/knp.default.{policy}"), PolicyKind::KubernetesNetworkPolicy, ns, policy),
-                3 => (format!("staged:{tier}.{policy}"), PolicyKind::StagedGlobalNetworkPolicy, String::new(), policy),
-                4 => (format!("staged:{ns}/{tier}.{policy}"), PolicyKind::StagedNetworkPolicy, ns, policy),
-                5 => (format!("staged:{ns}/knp.default.{policy}"), PolicyKind::StagedKubernetesNetworkPolicy, ns, policy),
+                0 => (
+                    format!("{tier}.{policy}"),
+                    PolicyKind::GlobalNetworkPolicy,
+                    String::new(),
+                    policy,
+                ),
+                1 => (
+                    format!("{ns}/{tier}.{policy}"),
+                    PolicyKind::CalicoNetworkPolicy,
+                    ns,
+                    policy,
+                ),
+                2 => (
+                    format!("{ns}/knp.default.{policy}"),
+                    PolicyKind::KubernetesNetworkPolicy,
+                    ns,
+                    policy,
+                ),
+                3 => (
+                    format!("staged:{tier}.{policy}"),
+                    PolicyKind::StagedGlobalNetworkPolicy,
+                    String::new(),
+                    policy,
+                ),
+                4 => (
+                    format!("staged:{ns}/{tier}.{policy}"),
+                    PolicyKind::StagedNetworkPolicy,
+                    ns,
+                    policy,
+                ),
+                5 => (
+                    format!("staged:{ns}/knp.default.{policy}"),
+                    PolicyKind::StagedKubernetesNetworkPolicy,
+                    ns,
+                    policy,
+                ),
                 _ if namespaced => (format!("{prefix}:{ns}/{policy}"), kind, ns, policy),
                 _ => (format!("{prefix}:{policy}"), kind, String::new(), policy),
             };
             (tier, name_part, kind, want_ns, want_name)
-        },
-    )
+        })
 }
 
 proptest! {

@@ -195,7 +195,10 @@ fn felix_line_every_record_field() {
         .get(rec.src.id)
         .expect("registered");
     assert_eq!(info.namespace, "tigera-intrusion-detection");
-    assert_eq!(info.name_aggr, "intrusion-detection-controller-5bdcdd9c97-*");
+    assert_eq!(
+        info.name_aggr,
+        "intrusion-detection-controller-5bdcdd9c97-*"
+    );
     assert_eq!(
         info.labels,
         vec![
@@ -217,7 +220,11 @@ fn felix_line_every_record_field() {
     assert_eq!((rec.bytes_in, rec.bytes_out), (4288, 7644));
     assert_eq!((rec.packets_in, rec.packets_out), (37, 37));
     assert_eq!(
-        (rec.num_flows, rec.num_flows_started, rec.num_flows_completed),
+        (
+            rec.num_flows,
+            rec.num_flows_started,
+            rec.num_flows_completed
+        ),
         (41, 37, 39)
     );
     assert_eq!(
@@ -301,7 +308,10 @@ fn goldmane_example_every_record_field() {
     assert_eq!((rec.start_time, rec.end_time), (1750000000, 1750000300));
 
     assert_eq!(rec.src.kind, EndpointType::Wep);
-    assert_eq!((rec.src.ip, rec.src.port, rec.src.public), (None, None, false));
+    assert_eq!(
+        (rec.src.ip, rec.src.port, rec.src.public),
+        (None, None, false)
+    );
     assert_eq!(key(rec.src.id), "app/client-7d9c-*");
     // "7d9c" is too short to be a pod-template hash, so the group keeps it.
     assert_eq!(rec.src.group, WorkloadId::of_key("app/client-7d9c"));
@@ -323,7 +333,11 @@ fn goldmane_example_every_record_field() {
     assert_eq!((rec.bytes_in, rec.bytes_out), (0, 960));
     assert_eq!((rec.packets_in, rec.packets_out), (0, 12));
     assert_eq!(
-        (rec.num_flows, rec.num_flows_started, rec.num_flows_completed),
+        (
+            rec.num_flows,
+            rec.num_flows_started,
+            rec.num_flows_completed
+        ),
         (0, 3, 0)
     );
     assert_eq!(
@@ -359,7 +373,11 @@ fn goldmane_counts_live_connections_and_every_hit_field() {
     assert_eq!(resolve(rec.dest_service), "shop/api:http");
     assert_eq!(rec.dest_service_port_num, Some(80));
     assert_eq!(
-        (rec.num_flows, rec.num_flows_started, rec.num_flows_completed),
+        (
+            rec.num_flows,
+            rec.num_flows_started,
+            rec.num_flows_completed
+        ),
         (6, 0, 4)
     );
     assert_eq!(resolve(rec.deciding_policy), "default|shop/allow-api");
@@ -369,7 +387,11 @@ fn goldmane_counts_live_connections_and_every_hit_field() {
     );
     Decoder::default()
         .with_raw(line.as_bytes(), |r| {
-            let p = r.key.as_ref().and_then(|k| k.policies.as_ref()).expect("policies");
+            let p = r
+                .key
+                .as_ref()
+                .and_then(|k| k.policies.as_ref())
+                .expect("policies");
             assert_eq!(
                 hits(&p.enforced_policies),
                 vec![(
@@ -402,7 +424,10 @@ fn goldmane_counts_live_connections_and_every_hit_field() {
 fn modern_record_every_raw_field() {
     let mut dec = Decoder::default();
     dec.with_raw(MODERN_LINE.as_bytes(), |r| {
-        assert_eq!((r.start_time, r.end_time), (Some(1750000000), Some(1750000015)));
+        assert_eq!(
+            (r.start_time, r.end_time),
+            (Some(1750000000), Some(1750000015))
+        );
         assert_eq!(r.source_ip, Some("10.244.1.17"));
         assert_eq!(r.source_name, Some("checkout-6f7b9c8d5-x2x9q"));
         assert_eq!(r.source_name_aggr, Some("checkout-6f7b9c8d5-*"));
@@ -430,28 +455,92 @@ fn modern_record_every_raw_field() {
         assert_eq!(
             hits(&p.all_policies),
             vec![
-                (0, "security", PolicyKind::GlobalNetworkPolicy, "", "block-egress", Action::Pass, 0),
-                (1, "default", PolicyKind::CalicoNetworkPolicy, "shop", "allow-web", Action::Deny, 2),
+                (
+                    0,
+                    "security",
+                    PolicyKind::GlobalNetworkPolicy,
+                    "",
+                    "block-egress",
+                    Action::Pass,
+                    0
+                ),
+                (
+                    1,
+                    "default",
+                    PolicyKind::CalicoNetworkPolicy,
+                    "shop",
+                    "allow-web",
+                    Action::Deny,
+                    2
+                ),
             ]
         );
         assert_eq!(
             hits(&p.enforced_policies),
             vec![
-                (0, "security", PolicyKind::GlobalNetworkPolicy, "", "block-egress", Action::Pass, 0),
-                (1, "default", PolicyKind::CalicoNetworkPolicy, "shop", "default.allow-web", Action::Deny, 2),
+                (
+                    0,
+                    "security",
+                    PolicyKind::GlobalNetworkPolicy,
+                    "",
+                    "block-egress",
+                    Action::Pass,
+                    0
+                ),
+                (
+                    1,
+                    "default",
+                    PolicyKind::CalicoNetworkPolicy,
+                    "shop",
+                    "default.allow-web",
+                    Action::Deny,
+                    2
+                ),
             ]
         );
         assert_eq!(
             hits(&p.pending_policies),
             vec![
-                (0, "default", PolicyKind::StagedNetworkPolicy, "shop", "trial", Action::Deny, -1),
-                (1, "default", PolicyKind::KubernetesNetworkPolicy, "shop", "deny-all", Action::Deny, -2),
-                (2, "default", PolicyKind::StagedKubernetesNetworkPolicy, "shop", "trial-knp", Action::Allow, 4),
+                (
+                    0,
+                    "default",
+                    PolicyKind::StagedNetworkPolicy,
+                    "shop",
+                    "trial",
+                    Action::Deny,
+                    -1
+                ),
+                (
+                    1,
+                    "default",
+                    PolicyKind::KubernetesNetworkPolicy,
+                    "shop",
+                    "deny-all",
+                    Action::Deny,
+                    -2
+                ),
+                (
+                    2,
+                    "default",
+                    PolicyKind::StagedKubernetesNetworkPolicy,
+                    "shop",
+                    "trial-knp",
+                    Action::Allow,
+                    4
+                ),
             ]
         );
         assert_eq!(
             hits(&p.transit_policies),
-            vec![(0, "__PROFILE__", PolicyKind::Profile, "shop", "kns.shop", Action::Allow, -1)]
+            vec![(
+                0,
+                "__PROFILE__",
+                PolicyKind::Profile,
+                "shop",
+                "kns.shop",
+                Action::Allow,
+                -1
+            )]
         );
         assert_eq!((r.bytes_in, r.bytes_out), (Some(1200), Some(3400)));
         assert_eq!((r.packets_in, r.packets_out), (Some(10), Some(12)));
@@ -468,7 +557,10 @@ fn modern_record_every_raw_field() {
             (r.num_process_names, r.num_process_ids, r.num_process_args),
             (Some(1), Some(1), Some(2))
         );
-        assert_eq!(r.original_source_ips, Some(vec!["203.0.113.7", "198.51.100.9"]));
+        assert_eq!(
+            r.original_source_ips,
+            Some(vec!["203.0.113.7", "198.51.100.9"])
+        );
         assert_eq!(r.num_original_source_ips, Some(2));
         assert_eq!(r.tcp_mean_send_congestion_window, Some(10));
         assert_eq!(r.tcp_min_send_congestion_window, Some(9));
@@ -515,7 +607,11 @@ fn modern_record_every_record_field() {
     assert_eq!((rec.bytes_in, rec.bytes_out), (1200, 3400));
     assert_eq!((rec.packets_in, rec.packets_out), (10, 12));
     assert_eq!(
-        (rec.num_flows, rec.num_flows_started, rec.num_flows_completed),
+        (
+            rec.num_flows,
+            rec.num_flows_started,
+            rec.num_flows_completed
+        ),
         (5, 4, 3)
     );
     assert_eq!(
@@ -531,7 +627,10 @@ fn modern_record_every_record_field() {
     assert_eq!(rec.num_original_source_ips, 2);
     assert_eq!(rec.num_nat_outgoing_ports, 3);
     // The last enforced hit decided the verdict.
-    assert_eq!(resolve(rec.deciding_policy), "default|shop/default.allow-web");
+    assert_eq!(
+        resolve(rec.deciding_policy),
+        "default|shop/default.allow-web"
+    );
     assert_eq!(
         (rec.num_enforced_policies, rec.num_pending_policies),
         (2, 3)
@@ -638,7 +737,9 @@ fn a_field_of_the_wrong_type_fails_that_record_only() {
             other => panic!("{bad}: expected a JSON type error, got {other:?}"),
         }
         // The same decoder goes on decoding the next good line.
-        let good = dec.decode(FELIX_LINE.as_bytes()).expect("good line after a bad one");
+        let good = dec
+            .decode(FELIX_LINE.as_bytes())
+            .expect("good line after a bad one");
         assert_eq!(good.bytes_in, 4288);
     }
 }
@@ -707,7 +808,10 @@ fn a_type_error_names_the_field() {
     let mut dec = Decoder::default();
     for (line, field) in [
         (r#"{"start_time":1,"bytes_in":"x"}"#, "bytes_in"),
-        (r#"{"start_time":1,"Key":{"dest_port":"https"}}"#, "Key.dest_port"),
+        (
+            r#"{"start_time":1,"Key":{"dest_port":"https"}}"#,
+            "Key.dest_port",
+        ),
         (
             r#"{"start_time":1,"policies":{"enforced_policies":["0|t|t.p|allow",{"kind":"gnp"}]}}"#,
             "policies.enforced_policies[1].kind",
@@ -716,4 +820,19 @@ fn a_type_error_names_the_field() {
         let err = dec.decode(line.as_bytes()).expect_err(line).to_string();
         assert!(err.contains(field), "{line}: {err}");
     }
+}
+
+#[test]
+fn the_fuzz_seeds_are_valid_records() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/decode");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("fuzz/seeds/decode exists") {
+        let path = entry.expect("dir entry").path();
+        let bytes = std::fs::read(&path).expect("seed");
+        Decoder::default()
+            .decode(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 3, "only {n} seeds");
 }

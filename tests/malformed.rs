@@ -50,8 +50,7 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         let b = (x >> 24) as u8;
-        if b != b'\n' && b != b'\r' && !(out.is_empty() && (b == b'{' || b.is_ascii_whitespace()))
-        {
+        if b != b'\n' && b != b'\r' && !(out.is_empty() && (b == b'{' || b.is_ascii_whitespace())) {
             out.push(b);
         }
     }
@@ -194,7 +193,10 @@ fn every_kind_of_bad_line_is_dead_lettered_at_its_position() {
 
     let mut lines = vec![good(1_750_000_000)];
     for seed in 1..=5 {
-        lines.push(bad(random_bytes(seed, 50 + 97 * seed as usize), "invalid record"));
+        lines.push(bad(
+            random_bytes(seed, 50 + 97 * seed as usize),
+            "invalid record",
+        ));
         lines.push(good(1_750_000_000 + 15 * seed as i64));
     }
     lines.extend([
@@ -205,8 +207,14 @@ fn every_kind_of_bad_line_is_dead_lettered_at_its_position() {
         bad(invalid_utf8, "invalid record"),
         bad(r#"{"start_time":1750000000,"bytes_in":"x"}"#, "bytes_in"),
         bad(r#"{"start_time":"1750000000"}"#, "start_time"),
-        bad(r#"{"start_time":1750000000,"dest_port":"https"}"#, "dest_port"),
-        bad(r#"{"start_time":1750000000,"dest_port":70000}"#, "dest_port"),
+        bad(
+            r#"{"start_time":1750000000,"dest_port":"https"}"#,
+            "dest_port",
+        ),
+        bad(
+            r#"{"start_time":1750000000,"dest_port":70000}"#,
+            "dest_port",
+        ),
         bad(long_bad, "bytes_in"),
         good(1_750_000_130),
         bad("[1750000000,1750000015]", "not a JSON object"),
@@ -276,8 +284,14 @@ fn a_partial_last_line_without_newline_is_read() {
     let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letters");
     let dl: Value = serde_json::from_str(dead.trim()).expect("one dead letter");
     assert_eq!(dl["position"]["line"], 2);
-    assert_eq!(dl["position"]["offset"].as_u64(), Some(second_offset as u64));
-    let s: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).expect("s")).expect("json");
-    assert_eq!((s["records"].as_u64(), s["bad_records"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        dl["position"]["offset"].as_u64(),
+        Some(second_offset as u64)
+    );
+    let s: Value = serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).expect("s"))
+        .expect("json");
+    assert_eq!(
+        (s["records"].as_u64(), s["bad_records"].as_u64()),
+        (Some(1), Some(1))
+    );
 }

@@ -123,11 +123,25 @@ fn assert_alerts_independent_of_threads_and_split(input: &Path, dir: &Path) -> s
     let one = alert_set(&dir.join("alerts-1.jsonl"));
     let two = alert_set(&dir.join("alerts-2.jsonl"));
     let split = alert_set(&dir.join("alerts-split.jsonl"));
-    assert!(!one.is_empty(), "no alerts at all: the comparison would prove nothing");
-    assert_eq!(one.len(), two.len(), "alert count differs between 1 and 2 threads");
+    assert!(
+        !one.is_empty(),
+        "no alerts at all: the comparison would prove nothing"
+    );
+    assert_eq!(
+        one.len(),
+        two.len(),
+        "alert count differs between 1 and 2 threads"
+    );
     assert!(one == two, "alerts differ between 1 and 2 threads");
-    assert_eq!(one.len(), split.len(), "alert count differs for split input");
-    assert!(one == split, "alerts differ when the input is split into two files");
+    assert_eq!(
+        one.len(),
+        split.len(),
+        "alert count differs for split input"
+    );
+    assert!(
+        one == split,
+        "alerts differ when the input is split into two files"
+    );
     let s1 = summary(&dir.join("summary-1.json"));
     let ss = summary(&dir.join("summary-split.json"));
     assert_eq!(s1["records"], ss["records"]);
@@ -172,12 +186,21 @@ fn simulator_alerts_do_not_depend_on_threads_or_file_split() {
     let (code, stderr) = flowwarden(
         dir.path(),
         &[
-            "generate", "--seed", "3", "--duration", "12h", "--out", "x.jsonl",
+            "generate",
+            "--seed",
+            "3",
+            "--duration",
+            "12h",
+            "--out",
+            "x.jsonl",
         ],
     );
     assert_eq!(code, 0, "generate failed: {stderr}");
     let input = dir.path().join("x.jsonl");
-    let lines = std::fs::read_to_string(&input).expect("x.jsonl").lines().count() as u64;
+    let lines = std::fs::read_to_string(&input)
+        .expect("x.jsonl")
+        .lines()
+        .count() as u64;
     let s = assert_alerts_independent_of_threads_and_split(&input, dir.path());
     assert_eq!(s["records"].as_u64(), Some(lines), "{s}");
     assert_eq!(s["bad_records"], 0, "{s}");
@@ -189,7 +212,13 @@ fn scores_give_one_line_per_input_line() {
     let (code, stderr) = flowwarden(
         dir.path(),
         &[
-            "generate", "--seed", "5", "--duration", "6h", "--out", "sim.jsonl",
+            "generate",
+            "--seed",
+            "5",
+            "--duration",
+            "6h",
+            "--out",
+            "sim.jsonl",
         ],
     );
     assert_eq!(code, 0, "generate failed: {stderr}");
@@ -248,5 +277,8 @@ fn scores_give_one_line_per_input_line() {
     );
     let s = summary(&dir.path().join("s.json"));
     assert_eq!(s["bad_records"].as_u64(), Some(bad_at.len() as u64), "{s}");
-    assert_eq!(s["records"].as_u64(), Some((lines.len() - bad_at.len()) as u64));
+    assert_eq!(
+        s["records"].as_u64(),
+        Some((lines.len() - bad_at.len()) as u64)
+    );
 }
