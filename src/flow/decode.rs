@@ -18,6 +18,7 @@ use crate::flow::{
     WorkloadInfo,
 };
 use rustc_hash::FxHashMap;
+use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr};
 use thiserror::Error;
 
@@ -95,6 +96,7 @@ impl Decoder {
         if line.len() > self.max_line {
             return Err(DecodeError::TooLong(line.len(), self.max_line));
         }
+        check_shape(line)?;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
@@ -116,7 +118,7 @@ impl Decoder {
                         let parsed = std::mem::replace(&mut tape, simd_json::tape::Tape::null());
                         match parsed.deserialize::<RawFlow>() {
                             Ok(raw) => self.to_record(&raw),
-                            Err(e) => Err(DecodeError::Json(e.to_string())),
+                            Err(e) => Err(explain_error(line, &e)),
                         }
                     }
                 }
@@ -133,10 +135,9 @@ impl Decoder {
         line: &[u8],
         f: impl FnOnce(&RawFlow<'_>) -> T,
     ) -> Result<T, DecodeError> {
-        let mut scratch = trim_ascii(line).to_vec();
-        let raw =
-            simd_json::serde::from_slice_with_buffers::<RawFlow>(&mut scratch, &mut self.buffers)
-                .map_err(|e| DecodeError::Json(e.to_string()))?;
+        let line = trim_ascii(line);
+        let mut scratch = line.to_vec();
+        let raw = parse_raw(line, &mut scratch, &mut self.buffers)?;
         Ok(f(&raw))
     }
 
@@ -520,6 +521,96 @@ impl Decoder {
     }
 }
 
+/// Parses `scratch` (a copy of `line` that simd-json may rewrite) into a [`RawFlow`].
+///
+/// Only a JSON object is a record: serde's derived struct visitor would also take an array, filling
+/// the fields by position. A type error is rare, so only then is the original line parsed again to
+/// name the field in the reason (simd-json's own message says neither field nor position).
+/// Rejects what is not a flat-enough JSON object before simd-json sees it.
+fn check_shape(line: &[u8]) -> Result<(), DecodeError> {
+    if line.first() != Some(&b'{') {
+        return Err(DecodeError::Json("not a JSON object".into()));
+    }
+    if nested_deeper_than(line, MAX_NESTING) {
+        return Err(DecodeError::Json(format!(
+            "nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses every field of a line through serde (the full view: `with_raw`, dead letters, tests).
+fn parse_raw<'a>(
+    line: &[u8],
+    scratch: &'a mut [u8],
+    buffers: &mut simd_json::Buffers,
+) -> Result<RawFlow<'a>, DecodeError> {
+    check_shape(line)?;
+    let mut de = simd_json::Deserializer::from_slice_with_buffers(scratch, buffers)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+    RawFlow::deserialize(&mut de).map_err(|e| explain_error(line, &e))
+}
+
+/// A decode error naming the field when one is to blame: the (rare) failing line is parsed again
+/// with path tracking, so good lines pay nothing for it.
+fn explain_error(line: &[u8], e: &simd_json::Error) -> DecodeError {
+    let mut again = line.to_vec();
+    let path = simd_json::Deserializer::from_slice(&mut again)
+        .ok()
+        .and_then(|mut de| serde_path_to_error::deserialize::<_, RawFlow>(&mut de).err())
+        .map(|e| e.path().to_string())
+        .filter(|p| !p.is_empty() && p != ".");
+    match path {
+        Some(path) => DecodeError::Json(format!("{path}: {}", describe(e))),
+        None => DecodeError::Json(describe(e)),
+    }
+}
+
+/// Deepest nesting of arrays and objects accepted. Records nest about 5 levels; serde skips unknown
+/// values recursively, so a line of 100 000 `[` would otherwise overflow the thread's stack.
+pub const MAX_NESTING: usize = 128;
+
+/// Whether `line` nests arrays/objects deeper than `max` (brackets inside strings do not count).
+fn nested_deeper_than(line: &[u8], max: usize) -> bool {
+    // Fast path: with at most `max` opening brackets the depth cannot exceed `max`.
+    if memchr::memchr2_iter(b'[', b'{', line).nth(max).is_none() {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in line {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// simd-json's serde errors carry "at character 0" for type errors, which misleads; drop it.
+fn describe(e: &simd_json::Error) -> String {
+    let s = e.to_string();
+    match s.strip_suffix(" at character 0") {
+        Some(head) => head.to_string(),
+        None => s,
+    }
+}
+
 fn trim_ascii(mut b: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = b {
         if first.is_ascii_whitespace() {
@@ -659,6 +750,18 @@ fn tcp_stats(t: &[Option<u64>; 11]) -> TcpStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_depth_ignores_brackets_in_strings() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(nested_deeper_than(deep.as_bytes(), MAX_NESTING));
+        let quoted = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
+        assert!(!nested_deeper_than(quoted.as_bytes(), MAX_NESTING));
+        let escaped = format!("{{\"a\":\"\\\"{}\"}}", "{".repeat(200));
+        assert!(!nested_deeper_than(escaped.as_bytes(), MAX_NESTING));
+        let wide = format!("{{\"a\":[{}]}}", vec!["[]"; 500].join(","));
+        assert!(!nested_deeper_than(wide.as_bytes(), MAX_NESTING));
+    }
 
     #[test]
     fn group_names_drop_the_replica_set_hash() {

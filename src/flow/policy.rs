@@ -175,7 +175,9 @@ fn parse_policy_name<'a>(tier: &str, name_part: &'a str) -> (PolicyKind, &'a str
         None => (false, name_part),
     };
     if let Some(ns) = name_part.strip_prefix("__PROFILE__.kns.") {
-        return (PolicyKind::Profile, ns, name_part);
+        // The profile's own name is `kns.<ns>`; `__PROFILE__.` is the tier prefix.
+        let name = &name_part["__PROFILE__.".len()..];
+        return (PolicyKind::Profile, ns, name);
     }
     if tier == "__PROFILE__" || name_part.starts_with("__PROFILE__") {
         let name = name_part.strip_prefix("__PROFILE__.").unwrap_or(name_part);
@@ -222,6 +224,7 @@ mod tests {
         assert_eq!(p.tier, "__PROFILE__");
         assert_eq!(p.kind, PolicyKind::Profile);
         assert_eq!(p.namespace, "kube-system");
+        assert_eq!(p.name, "kns.kube-system");
         assert_eq!(p.action, Action::Allow);
         assert_eq!(p.rule, RULE_UNKNOWN);
     }

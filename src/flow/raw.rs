@@ -58,7 +58,7 @@ pub struct RawFlow<'a> {
     pub action: Option<&'a str>,
     #[serde(borrow)]
     pub reporter: Option<&'a str>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object_or_null")]
     pub policies: Option<Policies<'a>>,
     pub bytes_in: Option<u64>,
     pub bytes_out: Option<u64>,
@@ -99,7 +99,7 @@ pub struct RawFlow<'a> {
     #[serde(rename = "@timestamp")]
     pub timestamp_ms: Option<i64>,
     // Goldmane: the flow key and its own counters.
-    #[serde(rename = "Key", borrow)]
+    #[serde(rename = "Key", borrow, deserialize_with = "object_or_null")]
     pub key: Option<GoldmaneKey<'a>>,
     pub num_connections_started: Option<u64>,
     pub num_connections_completed: Option<u64>,
@@ -132,8 +132,37 @@ pub struct GoldmaneKey<'a> {
     pub proto: Option<&'a str>,
     pub reporter: Option<i64>,
     pub action: Option<i64>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "object_or_null")]
     pub policies: Option<Policies<'a>>,
+}
+
+/// A nested struct from a JSON object or null only: serde's derived struct visitor also takes an
+/// array (fields by position), which would turn `"Key": []` into a Goldmane record.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
 }
 
 /// Labels as `{"labels": ["k=v", ...]}` (Calico), `["k=v", ...]` (Goldmane) or null.

@@ -1,0 +1,16 @@
+//! Fuzz target: one input is one flow-log line. The decoder must return a record or an error for any
+//! bytes, never panic, overflow its stack or hang; `with_raw` (the every-field view) likewise.
+#![no_main]
+
+use flowwarden::flow::Decoder;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|line: &[u8]| {
+    // A small limit so the fuzzer also reaches the too-long path.
+    let mut dec = Decoder::new(64 * 1024);
+    if let Ok(rec) = dec.decode(line) {
+        // What every later stage relies on.
+        assert!(rec.end_time >= rec.start_time);
+    }
+    let _ = dec.with_raw(line, |raw| raw.policies.as_ref().map(|p| p.enforced().len()));
+});
