@@ -3,7 +3,9 @@
 //! chi-squared statistic, and must also be several times that mean and above an absolute floor (real
 //! traffic is far burstier than MIDAS's Poisson assumption, so chi-squared alone pages on every busy
 //! edge). Windows judged anomalous are not merged into the totals (MIDAS-F's
-//! conditional merge) so an ongoing attack keeps scoring as one. The sketch lives in
+//! conditional merge) so an ongoing attack keeps scoring as one, but every window raises the edge's
+//! decayed peak, and a count must exceed that peak too: a burst the edge had yesterday (a nightly
+//! job) does not page again tonight. The sketches live in
 //! [`crate::baseline::ClusterState`].
 
 use crate::alert::Band;
@@ -62,12 +64,14 @@ impl Detector for EdgeBurst {
         let mut best: Option<(f64, f64, f64, &crate::window::aggregate::PeerStat)> = None;
         for p in agg.peers.iter().filter(|p| p.egress) {
             let a = (p.records as u64).max(p.connections) as f64;
-            let (chi, expected) = ctx
-                .cluster
-                .edge_score(edge_key(agg.group, p.peer_group, p.port), a);
+            let key = edge_key(agg.group, p.peer_group, p.port);
+            let (chi, expected) = ctx.cluster.edge_score(key, a);
+            // Also twice the edge's recent peak: a burst the edge already had (yesterday's nightly
+            // job) is its normal, even if the decayed means have forgotten it.
+            let peak = ctx.cluster.edge_peak(key);
             let score = (chi / cfg.chi_threshold)
                 .min(a / cfg.min_count as f64)
-                .min(a / (cfg.min_ratio * expected.max(1e-9)));
+                .min(a / (cfg.min_ratio * expected).max(2.0 * peak).max(1e-9));
             if best.is_none_or(|(s, ..)| score > s) {
                 best = Some((score, a, expected, p));
             }
