@@ -160,6 +160,10 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Quarantine responder.
     pub respond: crate::respond::RespondConfig,
+    /// Checkpoints.
+    pub checkpoint: crate::checkpoint::CheckpointConfig,
+    /// A trained model (`flowwarden train --out DIR`) to start from; unset = start cold.
+    pub model: Option<PathBuf>,
 }
 
 const SOURCE_KINDS: &[&str] = &["simulate", "file", "stdin", "kafka", "goldmane-http"];
@@ -255,6 +259,7 @@ impl Config {
                 "[source] kind = \"kafka\" needs at least one topic".into(),
             ));
         }
+        self.checkpoint.validate().map_err(|(k, m)| key(&k, m))?;
         self.respond
             .validate()
             .map_err(|e| key(&e.key, e.message.clone()))?;

@@ -3,14 +3,19 @@
 //!
 //! Sources are built here from `[source] kind`; each kind's implementation lives in `src/source/`.
 
+use crate::alert::Alert;
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::pipeline::{Pipeline, PipelineOptions};
-use crate::sink::AlertSink;
-use crate::source::{open_inputs, FileSourceOptions, LineBatch, LineSource, Poll};
+use crate::respond::ResponseStage;
+use crate::sink::{AlertSink, FanOut};
+use crate::source::{
+    open_inputs, FileSourceOptions, LineBatch, LineSource, Poll, SourceCheckpoint,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Flags set by signal handlers and read by the loop.
 #[derive(Debug, Default, Clone)]
@@ -65,28 +70,142 @@ impl Signals {
     }
 }
 
-/// Builds the source named by `[source] kind`.
-pub fn build_source(cfg: &Config) -> anyhow::Result<Box<dyn LineSource>> {
+/// Builds the source named by `[source] kind`, resuming file positions from a checkpoint.
+pub fn build_source(
+    cfg: &Config,
+    resume: Option<SourceCheckpoint>,
+) -> anyhow::Result<Box<dyn LineSource>> {
     let poll_interval =
         humantime::parse_duration(&cfg.source.poll_interval).unwrap_or(Duration::from_millis(250));
     let file_opts = FileSourceOptions {
         follow: cfg.source.follow,
         poll_interval,
         max_line_bytes: cfg.input.max_line_bytes,
-        resume: None,
+        resume: resume.clone(),
     };
     match cfg.source.kind.as_str() {
         "file" => open_inputs(&cfg.source.paths, &file_opts),
         "stdin" => open_inputs(&["-".to_string()], &file_opts),
+        "simulate" => {
+            let duration = crate::window::parse_duration_s(&cfg.source.simulate_duration)
+                .map_err(|m| anyhow::anyhow!("source.simulate_duration: {m}"))?;
+            Ok(Box::new(crate::source::simulate::SimulatedSource::new(
+                cfg.source.simulate_seed,
+                duration.max(1) as u64,
+            )))
+        }
         "goldmane-http" => Ok(Box::new(
             crate::source::goldmane_http::GoldmaneHttpSource::start(
                 &cfg.goldmane_http,
                 cfg.input.max_line_bytes,
             )?,
         )),
-        "kafka" => Ok(Box::new(crate::kafka::KafkaSource::new(&cfg.kafka, &[])?)),
+        "kafka" => Ok(Box::new(crate::kafka::KafkaSource::new(
+            &cfg.kafka,
+            &resume.map(|r| r.kafka).unwrap_or_default(),
+        )?)),
         other => anyhow::bail!("source kind {other:?} is not available in this build"),
     }
+}
+
+/// Where alerts and actions go in the daemon.
+struct Outputs {
+    alerts: FanOut,
+    response: Option<ResponseStage>,
+    actions_topic: Option<crate::kafka::sink::KafkaActionSink>,
+    sink_errors: u64,
+}
+
+impl Outputs {
+    /// Delivers alerts and the responder's decisions; a failing sink is logged and counted, not fatal.
+    fn deliver(&mut self, alerts: &[Alert], watermark: Option<i64>) {
+        for alert in alerts {
+            crate::telemetry::record_alert(alert);
+            if let Err(e) = self.alerts.send(alert) {
+                self.sink_error("alerts", &e);
+            }
+        }
+        if let Err(e) = self.alerts.flush() {
+            self.sink_error("alerts", &e);
+        }
+        let Some(stage) = &mut self.response else {
+            return;
+        };
+        let now = alerts
+            .iter()
+            .map(|a| a.time)
+            .chain(watermark)
+            .max()
+            .unwrap_or(0);
+        match stage.handle(alerts, now) {
+            Ok(records) => {
+                for r in &records {
+                    tracing::info!(
+                        decision = ?r.decision,
+                        workload = %r.workload,
+                        dry_run = r.dry_run,
+                        rule = r.rule.as_deref().unwrap_or("-"),
+                        reason = %r.reason,
+                        "quarantine decision"
+                    );
+                    if let Some(topic) = &mut self.actions_topic {
+                        if let Err(e) = topic.send(&r.workload, r) {
+                            self.sink_errors += 1;
+                            crate::telemetry::record_sink_error("kafka-actions");
+                            tracing::error!(error = %format!("{e:#}"), "cannot publish action");
+                        }
+                    }
+                }
+                crate::telemetry::set_active_quarantines(stage.active());
+                if let Err(e) = stage.flush() {
+                    self.sink_error("actions", &e);
+                }
+            }
+            Err(e) => self.sink_error("actions", &e),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.alerts.flush() {
+            self.sink_error("alerts", &e);
+        }
+        if let Some(topic) = &mut self.actions_topic {
+            if let Err(e) = topic.flush() {
+                self.sink_errors += 1;
+                tracing::error!(error = %format!("{e:#}"), "cannot flush the actions topic");
+            }
+        }
+    }
+
+    fn sink_error(&mut self, sink: &str, e: &anyhow::Error) {
+        self.sink_errors += 1;
+        crate::telemetry::record_sink_error(sink);
+        tracing::error!(sink, error = %format!("{e:#}"), "sink failed");
+    }
+}
+
+/// Writes a checkpoint of the pipeline and the source positions, then lets the source commit.
+fn checkpoint(
+    cfg: &Config,
+    pipeline: &Pipeline,
+    source: &mut Box<dyn LineSource>,
+) -> anyhow::Result<()> {
+    let Some(path) = cfg.checkpoint.file() else {
+        return Ok(());
+    };
+    let cp = Checkpoint {
+        pipeline: pipeline.snapshot(),
+        source: source.checkpoint(),
+        written_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    };
+    crate::checkpoint::write(&path, &cp)?;
+    source.checkpoint_done();
+    crate::telemetry::record_checkpoint();
+    tracing::debug!(path = %path.display(), "checkpoint written");
+    Ok(())
 }
 
 /// Runs the daemon until the source ends or a shutdown signal arrives.
@@ -104,6 +223,28 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
             scores: false,
         },
     )?;
+    let resume = match cfg.checkpoint.file() {
+        Some(path) => match crate::checkpoint::read(&path)? {
+            Some(cp) => {
+                pipeline.restore(cp.pipeline)?;
+                tracing::info!(path = %path.display(), records = pipeline.stats().records, "resumed from checkpoint");
+                Some(cp.source)
+            }
+            None => None,
+        },
+        None => None,
+    };
+    if resume.is_none() {
+        if let Some(model) = &cfg.model {
+            crate::cli::train::load_model(&mut pipeline, model)?;
+            tracing::info!(model = %model.display(), "starting from a trained model");
+        }
+    }
+    let checkpoint_every =
+        humantime::parse_duration(&cfg.checkpoint.interval).unwrap_or(Duration::from_secs(30));
+    crate::telemetry::set_checkpoint_policy(
+        cfg.checkpoint.dir.as_ref().map(|_| checkpoint_every * 3),
+    );
     if let Some(path) = &cfg.dead_letter.file {
         pipeline.set_dead_letters(Box::new(crate::sink::JsonLinesSink::create(path)?));
     }
@@ -111,12 +252,28 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
         pipeline.set_dead_letters(Box::new(crate::kafka::sink::KafkaDeadLetterSink(producer)));
     }
-    let mut sinks = crate::cli::replay::alert_sinks(&cfg, None)?;
+    let mut alerts = crate::cli::replay::alert_sinks(&cfg, None)?;
     if let Some(topic) = &cfg.kafka.alerts_topic {
         let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
-        sinks.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
+        alerts.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
     }
-    let mut source = build_source(&cfg)?;
+    let actions_topic = match &cfg.kafka.actions_topic {
+        Some(topic) => Some(crate::kafka::sink::KafkaActionSink(
+            crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?,
+        )),
+        None => None,
+    };
+    let mut out = Outputs {
+        alerts,
+        response: if cfg.respond.enabled {
+            Some(ResponseStage::new(&cfg.respond, None)?)
+        } else {
+            None
+        },
+        actions_topic,
+        sink_errors: 0,
+    };
+    let mut source = build_source(&cfg, resume)?;
     crate::telemetry::set_source_connected(true);
     let mut meter = crate::telemetry::PipelineMeter::new(&cfg.source.kind);
     let poll_interval =
@@ -124,6 +281,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     let mut batch = LineBatch::new();
     tracing::info!(source = %cfg.source.kind, threads, "flowwarden running");
     let mut ended = false;
+    let mut last_checkpoint = Instant::now();
     while !signals.shutdown.load(Ordering::SeqCst) {
         if signals.reload.swap(false, Ordering::SeqCst) {
             match crate::config::Config::load_or_default(cfg_path.as_deref()) {
@@ -131,6 +289,11 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
                     crate::telemetry::record_reload(true);
                     crate::telemetry::apply_log_config(&new_cfg.log);
                     pipeline.reconfigure(&new_cfg);
+                    if let Some(stage) = &mut out.response {
+                        if let Err(e) = stage.reload(&new_cfg.respond) {
+                            tracing::error!(error = %format!("{e:#}"), "responder reload failed; keeping its old guardrails");
+                        }
+                    }
                     cfg = Arc::new(new_cfg);
                     tracing::info!("configuration reloaded (baselines kept)");
                 }
@@ -143,13 +306,15 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         batch.clear();
         let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
         if !batch.is_empty() {
-            for alert in pipeline.push(&batch)? {
-                crate::telemetry::record_alert(&alert);
-                sinks.send(&alert)?;
-            }
+            let raised = pipeline.push(&batch)?;
+            out.deliver(&raised, pipeline.watermark());
             meter.observe(&pipeline.stats());
-            sinks.flush()?;
             source.batch_done();
+        }
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            out.flush();
+            checkpoint(&cfg, &pipeline, &mut source)?;
+            last_checkpoint = Instant::now();
         }
         match poll {
             Poll::End => {
@@ -160,19 +325,53 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
             _ => {}
         }
     }
+    crate::telemetry::set_shutting_down();
     if ended {
-        for alert in pipeline.finish()? {
-            crate::telemetry::record_alert(&alert);
-            sinks.send(&alert)?;
-        }
+        let raised = pipeline.finish()?;
+        out.deliver(&raised, pipeline.watermark());
     }
-    sinks.flush()?;
+    out.flush();
+    // At the end of a finite input every window is closed; the checkpoint still records positions
+    // so a restart does not re-read the input.
+    checkpoint(&cfg, &pipeline, &mut source)?;
     let stats = pipeline.stats();
+    let quarantines = out
+        .response
+        .as_ref()
+        .map(|r| r.counts.clone())
+        .unwrap_or_default();
     tracing::info!(
         records = stats.records,
         bad = stats.bad_records,
+        late = stats.late_records,
+        windows = stats.windows_closed,
         alerts = stats.alerts,
+        sink_errors = out.sink_errors,
         "flowwarden stopped"
     );
+    if cfg.source.kind == "simulate" {
+        eprintln!("{}", demo_summary(&stats, &quarantines));
+    }
     Ok(())
+}
+
+/// The short summary the embedded demo ends with.
+fn demo_summary(
+    stats: &crate::pipeline::RunStats,
+    decisions: &std::collections::BTreeMap<String, u64>,
+) -> String {
+    let mut s = format!(
+        "\nflowwarden demo: {} simulated flow records, {} windows, {} alerts\n",
+        stats.records, stats.windows_closed, stats.alerts
+    );
+    for (d, n) in &stats.alerts_by_detector {
+        s.push_str(&format!("  {d:<14} {n} alert(s)\n"));
+    }
+    if !decisions.is_empty() {
+        s.push_str("quarantine decisions (dry-run unless [respond] dry_run = false):\n");
+        for (d, n) in decisions {
+            s.push_str(&format!("  {d:<14} {n}\n"));
+        }
+    }
+    s
 }

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod baseline;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod daemon;

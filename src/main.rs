@@ -28,6 +28,8 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
     Produce(cli::produce::ProduceArgs),
+    /// Build baselines from historical flow logs into a model directory.
+    Train(cli::train::TrainArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::CheckConfigArgs),
     /// Write simulated Calico flow logs with labelled attacks.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run(a),
         Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
+        Command::Train(a) => cli::train::run(a),
         Command::Generate(a) => flowwarden::simulate::run_generate(&a),
         Command::Report(a) => flowwarden::report::run(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),

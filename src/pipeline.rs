@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Counters of one run (the `--summary-json` output).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct RunStats {
     /// Lines decoded into records.
     pub records: u64,
@@ -43,6 +43,36 @@ pub struct RunStats {
     /// Alerts per detector.
     pub alerts_by_detector: BTreeMap<String, u64>,
 }
+
+/// Everything the pipeline knows, for checkpoints: open windows, baselines, cluster state, open
+/// alerts, workload names and counters. Restoring it and replaying the input after the checkpoint's
+/// position gives the same alerts as an uninterrupted run.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PipelineSnapshot {
+    /// Format version.
+    pub version: u32,
+    /// Window clock (None until `auto` chose a length).
+    pub clock: Option<WindowClock>,
+    /// Records held back for `auto`.
+    pub pending: Vec<(u64, FlowRecord)>,
+    /// Open windows: window index → workload aggregates (sorted).
+    pub windows: Vec<(i64, Vec<(WorkloadId, WindowAggregate)>)>,
+    /// Baselines by workload group (sorted).
+    pub baselines: Vec<(WorkloadId, crate::baseline::Baseline)>,
+    /// Cluster-wide state.
+    pub cluster: ClusterState,
+    /// Open alerts.
+    pub alerts: AlertBook,
+    /// Workload names and labels.
+    pub registry: Vec<(WorkloadId, crate::flow::WorkloadInfo)>,
+    /// Counters.
+    pub stats: RunStats,
+    /// Lines consumed.
+    pub next_line: u64,
+}
+
+/// Current snapshot format.
+pub const SNAPSHOT_VERSION: u32 = 1;
 
 /// Options that are not part of the config file.
 #[derive(Debug, Clone)]
@@ -153,6 +183,83 @@ impl Pipeline {
             windows: Vec::new(),
             cfg,
         })
+    }
+
+    /// Captures the whole state (see [`PipelineSnapshot`]).
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        let mut windows: BTreeMap<i64, Vec<(WorkloadId, WindowAggregate)>> = BTreeMap::new();
+        for shard in &self.shards {
+            for (w, map) in &shard.windows {
+                windows
+                    .entry(*w)
+                    .or_default()
+                    .extend(map.iter().map(|(k, v)| (*k, v.clone())));
+            }
+        }
+        for v in windows.values_mut() {
+            v.sort_unstable_by_key(|(k, _)| *k);
+        }
+        PipelineSnapshot {
+            version: SNAPSHOT_VERSION,
+            clock: self.clock.clone(),
+            pending: self.pending.clone(),
+            windows: windows.into_iter().collect(),
+            baselines: self.baselines.snapshot(),
+            cluster: self.cluster.clone(),
+            alerts: self.alerts.clone(),
+            registry: crate::flow::WorkloadRegistry::global().snapshot(),
+            stats: self.stats.clone(),
+            next_line: self.next_line,
+        }
+    }
+
+    /// Replaces the state with a snapshot's (baselines, open windows, cluster state, alerts).
+    pub fn restore(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        if snap.version != SNAPSHOT_VERSION {
+            anyhow::bail!(
+                "checkpoint format {} is not the supported {}",
+                snap.version,
+                SNAPSHOT_VERSION
+            );
+        }
+        crate::flow::WorkloadRegistry::global().restore(snap.registry);
+        let threads = self.shards.len() as u64;
+        for shard in &mut self.shards {
+            shard.windows.clear();
+        }
+        for (w, items) in snap.windows {
+            for (id, agg) in items {
+                let s = (id.0 % threads) as usize;
+                self.shards[s].windows.entry(w).or_default().insert(id, agg);
+            }
+        }
+        self.baselines.restore(snap.baselines);
+        self.cluster = snap.cluster;
+        self.alerts = snap.alerts;
+        self.alerts.reconfigure(&self.cfg.alerts);
+        if let Some(c) = snap.clock {
+            self.clock = Some(c);
+        }
+        self.pending = snap.pending;
+        self.stats = snap.stats;
+        self.next_line = snap.next_line;
+        Ok(())
+    }
+
+    /// Starts from a trained model: its baselines, cluster state and workload names (not its windows,
+    /// alerts or counters, which belong to the run that trained it).
+    pub fn load_model(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        if snap.version != SNAPSHOT_VERSION {
+            anyhow::bail!(
+                "model format {} is not the supported {}",
+                snap.version,
+                SNAPSHOT_VERSION
+            );
+        }
+        crate::flow::WorkloadRegistry::global().restore(snap.registry);
+        self.baselines.restore(snap.baselines);
+        self.cluster = snap.cluster;
+        Ok(())
     }
 
     /// Takes new thresholds (SIGHUP) without losing baselines or open windows.

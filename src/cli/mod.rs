@@ -5,6 +5,7 @@ pub mod eval;
 pub mod produce;
 pub mod replay;
 pub mod run;
+pub mod train;
 
 use crate::config::{Config, ConfigError};
 use std::path::PathBuf;

@@ -34,6 +34,9 @@ pub struct ReplayArgs {
     /// Rejected lines as JSON lines (overrides `[dead_letter] file`).
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
+    /// Start from a trained model (`flowwarden train --out DIR`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Quarantine decisions (action records: quarantine, release, skip) as JSON lines.
     #[arg(long)]
     pub actions: Option<PathBuf>,
@@ -56,7 +59,11 @@ pub struct Summary {
 
 /// Runs `replay`.
 pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
-    let cfg = Arc::new(super::load_config(a.config.as_deref())?);
+    let mut cfg = super::load_config(a.config.as_deref())?;
+    if a.model.is_some() {
+        cfg.model = a.model.clone();
+    }
+    let cfg = Arc::new(cfg);
     let threads = cfg.effective_threads(a.threads);
     let mut sinks = alert_sinks(&cfg, a.alerts.as_deref())?;
     let dead_letter = a.dead_letter.as_ref().or(cfg.dead_letter.file.as_ref());
@@ -142,8 +149,33 @@ pub fn run_pipeline(
     on_alert: &mut dyn FnMut(&Alert) -> anyhow::Result<()>,
     on_watermark: &mut dyn FnMut(i64) -> anyhow::Result<()>,
 ) -> anyhow::Result<PipelineRun> {
+    run_pipeline_with(
+        cfg,
+        inputs,
+        opts,
+        dead_letter,
+        on_alert,
+        on_watermark,
+        &mut |_| {},
+    )
+}
+
+/// [`run_pipeline`], loading `model` first when given, and handing the finished pipeline to
+/// `at_end` (for `train`).
+pub fn run_pipeline_with(
+    cfg: &Arc<Config>,
+    inputs: &[String],
+    opts: PipelineOptions,
+    dead_letter: Option<&std::path::Path>,
+    on_alert: &mut dyn FnMut(&Alert) -> anyhow::Result<()>,
+    on_watermark: &mut dyn FnMut(i64) -> anyhow::Result<()>,
+    at_end: &mut dyn FnMut(&Pipeline),
+) -> anyhow::Result<PipelineRun> {
     let scores = opts.scores;
     let mut pipeline = Pipeline::new(Arc::clone(cfg), opts)?;
+    if let Some(model) = &cfg.model {
+        crate::cli::train::load_model(&mut pipeline, model)?;
+    }
     if let Some(path) = dead_letter {
         pipeline.set_dead_letters(Box::new(JsonLinesSink::create(path)?));
     }
@@ -185,6 +217,7 @@ pub fn run_pipeline(
             "some lines were rejected (see the dead-letter output)"
         );
     }
+    at_end(&pipeline);
     Ok(PipelineRun {
         stats,
         scores: if scores {

@@ -216,7 +216,7 @@ impl Proto {
 }
 
 /// One end of a flow as the detectors see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Stable workload id (see [`registry`]).
     pub id: WorkloadId,
@@ -264,7 +264,7 @@ pub struct TcpStats {
 pub type StrId = u32;
 
 /// A decoded flow: compact, owned, no strings (they are interned ids).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FlowRecord {
     /// Which format the line was in.
     pub format: Format,

@@ -179,18 +179,49 @@ impl WorkloadRegistry {
         let Some(ns) = self.by_namespace.get(namespace) else {
             return Vec::new();
         };
+        // Another replica set of the same Deployment (a rollout in progress) is the same workload:
+        // isolating it too is what the operator wants, not an overlap.
+        let group = same_deployment_key(key);
         ns.iter()
             .filter(|(other, labels)| {
-                other.as_str() != key && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                other.as_str() != key
+                    && same_deployment_key(other) != group
+                    && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
             })
             .map(|(other, _)| other.clone())
             .collect()
     }
 }
 
+/// `ns/frontend-7d9c8b6f4-*` → `ns/frontend`: the key without its replica-set hash.
+fn same_deployment_key(key: &str) -> String {
+    let (ns, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let name = crate::flow::decode::group_name(name).unwrap_or(name);
+    format!("{ns}/{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_sets_of_one_deployment_do_not_overlap() {
+        let mut r = WorkloadRegistry::default();
+        r.observe(
+            "shop/web-7d9c8b6f4-*",
+            "shop",
+            &labels(&["app=web", "pod-template-hash=7d9c8b6f4"]),
+        );
+        r.observe(
+            "shop/web-5f6d7c8b9-*",
+            "shop",
+            &labels(&["app=web", "pod-template-hash=5f6d7c8b9"]),
+        );
+        let sel: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        assert!(r
+            .overlapping("shop/web-7d9c8b6f4-*", "shop", &sel)
+            .is_empty());
+    }
 
     fn labels(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()

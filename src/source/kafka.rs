@@ -750,10 +750,14 @@ impl LineSource for KafkaSource {
     }
 
     fn checkpoint(&self) -> SourceCheckpoint {
+        let positions = self.merger.positions();
         if let Ok(mut p) = self.pending_commit.lock() {
-            *p = self.merger.positions();
+            *p = positions.clone();
         }
-        SourceCheckpoint::default()
+        SourceCheckpoint {
+            kafka: positions,
+            ..SourceCheckpoint::default()
+        }
     }
 
     fn checkpoint_done(&mut self) {

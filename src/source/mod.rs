@@ -16,6 +16,7 @@ mod split;
 mod stream;
 
 pub mod goldmane_http;
+pub mod simulate;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -218,6 +219,10 @@ impl Default for FileSourceOptions {
 /// Resume positions of file inputs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceCheckpoint {
+    /// Kafka partition offsets (next offset to read), when the source is Kafka.
+    #[serde(default)]
+    pub kafka: Vec<crate::kafka::PartitionOffset>,
+    /// File positions.
     pub files: Vec<FileCheckpoint>,
 }
 
@@ -311,6 +316,7 @@ impl LineSource for MemorySource {
                 inode: 0,
                 dev: 0,
             }],
+            ..SourceCheckpoint::default()
         }
     }
 }

@@ -207,6 +207,9 @@ impl LineSource for InputSet {
                 Input::Stream(_) => None,
             })
             .collect();
-        SourceCheckpoint { files }
+        SourceCheckpoint {
+            files,
+            ..SourceCheckpoint::default()
+        }
     }
 }
