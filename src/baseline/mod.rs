@@ -426,7 +426,14 @@ impl BaselineStore {
         for p in agg
             .peers
             .iter()
-            .filter(|p| p.egress && p.peer_kind == crate::flow::EndpointType::Net)
+            // Only public destinations the workload reached (not denied probes of private ranges,
+            // which would push its real external edges out of the capped table).
+            .filter(|p| {
+                p.egress
+                    && p.peer_kind == crate::flow::EndpointType::Net
+                    && p.peer_public
+                    && p.denied < p.records
+            })
         {
             let peer = p.peer_group;
             let bytes = p.bytes_out as f64;

@@ -73,11 +73,12 @@ impl Detector for Beaconing {
             (1u64 << horizon) - 1
         };
         let mut best: Option<(f64, Finding)> = None;
-        for p in agg
-            .peers
-            .iter()
-            .filter(|p| p.egress && p.peer_kind == crate::flow::EndpointType::Net)
-        {
+        for p in agg.peers.iter().filter(|p| {
+            p.egress
+                && p.peer_kind == crate::flow::EndpointType::Net
+                && p.peer_public
+                && p.denied < p.records
+        }) {
             let Some(e) = b.edge(p.peer_group, p.port, p.proto) else {
                 continue;
             };
