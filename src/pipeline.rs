@@ -106,8 +106,9 @@ pub struct PipelineSnapshot {
     pub next_line: u64,
 }
 
-/// Current snapshot format.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
+/// state keeps edge peaks).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Options that are not part of the config file.
 #[derive(Debug, Clone)]

@@ -62,6 +62,11 @@ pub struct ClusterState {
     pub edge_slow: CountMinSketch,
     /// Denominator of the slow mean.
     pub edge_slow_weight: f64,
+    /// Decayed peak count per edge, anomalous windows included: a burst the edge had recently (the
+    /// nightly job's, yesterday) is not a surprise when it comes back. Fades by [`PEAK_EDGE_DECAY`]
+    /// per window.
+    #[serde(default = "peak_sketch")]
+    pub edge_peak: CountMinSketch,
     /// Last window folded in.
     pub last_window: i64,
 }
@@ -77,6 +82,7 @@ impl Default for ClusterState {
             edge_weight: 0.0,
             edge_slow: CountMinSketch::new(4, 4096),
             edge_slow_weight: 0.0,
+            edge_peak: peak_sketch(),
             last_window: i64::MIN,
         }
     }
@@ -84,6 +90,13 @@ impl Default for ClusterState {
 
 /// Per-window decay of the slow edge mean.
 pub const SLOW_EDGE_DECAY: f64 = 0.995;
+/// Per-window fading of edge peaks (about 13 % per day of 5-minute windows, so yesterday's nightly
+/// burst is still remembered tonight).
+pub const PEAK_EDGE_DECAY: f64 = 0.9995;
+
+fn peak_sketch() -> CountMinSketch {
+    CountMinSketch::new(4, 4096)
+}
 
 /// Key of an edge between two groups for the count-min sketch.
 #[inline]
@@ -110,6 +123,11 @@ impl ClusterState {
         self.port_sharers
             .get(&port_key(port, proto))
             .map_or(0, |s| s.others(src.0))
+    }
+
+    /// The edge's recent (decayed) peak count per window.
+    pub fn edge_peak(&self, key: u64) -> f64 {
+        self.edge_peak.estimate(key)
     }
 
     /// Chi-squared score of an edge count `a` this window against the edge's decayed mean per window
@@ -170,6 +188,15 @@ impl ClusterState {
         let slow_factor = SLOW_EDGE_DECAY.powi(gap.min(4096) as i32);
         self.edge_slow.scale(slow_factor);
         self.edge_slow_weight = self.edge_slow_weight * slow_factor + 1.0;
+        self.edge_peak
+            .scale(PEAK_EDGE_DECAY.powi(gap.min(100_000) as i32));
+        for (_, group, agg, _) in items {
+            for p in agg.peers.iter().filter(|p| p.egress) {
+                let key = edge_key(*group, p.peer_group, p.port);
+                self.edge_peak
+                    .raise(key, (p.records as u64).max(p.connections) as f64);
+            }
+        }
         for (_, group, agg, anomalous) in items {
             if *anomalous {
                 continue;

@@ -10,6 +10,7 @@
 //! `anomalous_weight` so an attack does not become the new normal (invariant 4).
 
 pub mod cluster;
+pub mod daily;
 pub mod sketch;
 
 pub use cluster::ClusterState;
@@ -156,6 +157,9 @@ pub struct EdgeHistory {
     pub last_window: i64,
     /// Whether it appeared after the workload's warm-up.
     pub new_after_warmup: bool,
+    /// First window the edge was active (0 in snapshots written before this field existed).
+    #[serde(default)]
+    pub first_window: i64,
     /// Mean bytes per active window.
     pub bytes: Ewm,
 }
@@ -191,6 +195,9 @@ pub struct Baseline {
     pub known_summary: Option<Box<[u64]>>,
     /// Recent external edges.
     pub edges: Vec<EdgeHistory>,
+    /// Peaks per hour of day, once the workload had a peak (see [`daily`]).
+    #[serde(default)]
+    pub daily: Option<Box<daily::DailyPeaks>>,
 }
 
 /// Mean bytes-out and connections-out per hour of the week.
@@ -259,12 +266,29 @@ impl Baseline {
         self.features[f as usize].sd()
     }
 
+    /// Mean and standard deviation of a feature at `epoch_s`, raised to the workload's usual peak at
+    /// that hour of day when it has one (a recurring nightly job is not a surprise the next night).
+    pub fn usual(&self, f: Feature, epoch_s: i64) -> (f64, f64) {
+        let (mean, sd) = (self.mean(f), self.sd(f));
+        match &self.daily {
+            Some(d) => {
+                let peak = d.peak(f, epoch_s);
+                (mean.max(peak), sd.max(0.5 * peak))
+            }
+            None => (mean, sd),
+        }
+    }
+
     /// Approximate memory held.
     pub fn heap_bytes(&self) -> usize {
         self.known_peers.capacity() * 8
             + self.known_summary.as_ref().map_or(0, |b| b.len() * 8)
             + self.edges.capacity() * std::mem::size_of::<EdgeHistory>()
             + self.hour_of_week.as_ref().map_or(0, |_| 2 * 168 * 8)
+            + self
+                .daily
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<daily::DailyPeaks>())
     }
 }
 
@@ -367,8 +391,19 @@ impl BaselineStore {
         if anomalous && warm {
             alpha *= self.cfg.anomalous_weight;
         }
+        let values = Feature::ALL.map(|f| Feature::value(f, agg));
+        if warm
+            && (b.daily.is_some()
+                || Feature::ALL.iter().zip(&values).any(|(f, &x)| {
+                    x > daily::PEAK_FACTOR * b.features[*f as usize].mean as f64 + 1.0
+                }))
+        {
+            b.daily
+                .get_or_insert_with(|| Box::new(daily::DailyPeaks::new(window_start)))
+                .record(window_start, &values, anomalous);
+        }
         for f in Feature::ALL {
-            b.features[f as usize].update(Feature::value(f, agg), alpha);
+            b.features[f as usize].update(values[f as usize], alpha);
         }
         if self.cfg.hour_of_week {
             let how = (window_start.div_euclid(3600) + 72).rem_euclid(168) as usize; // epoch is a Thursday
@@ -391,7 +426,14 @@ impl BaselineStore {
         for p in agg
             .peers
             .iter()
-            .filter(|p| p.egress && p.peer_kind == crate::flow::EndpointType::Net)
+            // Only public destinations the workload reached (not denied probes of private ranges,
+            // which would push its real external edges out of the capped table).
+            .filter(|p| {
+                p.egress
+                    && p.peer_kind == crate::flow::EndpointType::Net
+                    && p.peer_public
+                    && p.denied < p.records
+            })
         {
             let peer = p.peer_group;
             let bytes = p.bytes_out as f64;
@@ -414,6 +456,7 @@ impl BaselineStore {
                 mask: 1,
                 last_window: window,
                 new_after_warmup: warm,
+                first_window: window,
                 bytes: Ewm {
                     mean: bytes as f32,
                     var: 0.0,
@@ -524,6 +567,7 @@ mod tests {
             mask: 0b101,
             last_window: 10,
             new_after_warmup: false,
+            first_window: 8,
             bytes: Ewm::default(),
         };
         assert_eq!(e.mask_at(10), 0b101);

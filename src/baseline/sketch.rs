@@ -181,6 +181,15 @@ impl CountMinSketch {
         }
     }
 
+    /// Raises `key`'s counters to at least `v` (a sketch of maxima).
+    #[inline]
+    pub fn raise(&mut self, key: u64, v: f64) {
+        for row in 0..self.depth {
+            let s = self.slot(row, key);
+            self.counts[s] = self.counts[s].max(v);
+        }
+    }
+
     /// Estimated count of `key` (minimum over rows).
     #[inline]
     pub fn estimate(&self, key: u64) -> f64 {

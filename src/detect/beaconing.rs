@@ -5,8 +5,9 @@
 //!
 //! At flow-log resolution (windows of 15 s to 5 min) a beacon shows up as *persistence*: the edge is
 //! present in a large share of recent windows. Exact inter-arrival periodicity is not measurable at
-//! that resolution, so the score is the edge's duty cycle over the last `horizon_windows`, times a
-//! destination rarity weight, a port rarity weight and a size-regularity weight.
+//! that resolution, so the score is the edge's duty cycle (active windows over the windows since its
+//! oldest activity within the last `horizon_windows`), times a destination rarity weight, a port
+//! rarity weight and a size-regularity weight.
 
 use crate::alert::Band;
 use crate::baseline::Baseline;
@@ -72,11 +73,12 @@ impl Detector for Beaconing {
             (1u64 << horizon) - 1
         };
         let mut best: Option<(f64, Finding)> = None;
-        for p in agg
-            .peers
-            .iter()
-            .filter(|p| p.egress && p.peer_kind == crate::flow::EndpointType::Net)
-        {
+        for p in agg.peers.iter().filter(|p| {
+            p.egress
+                && p.peer_kind == crate::flow::EndpointType::Net
+                && p.peer_public
+                && p.denied < p.records
+        }) {
             let Some(e) = b.edge(p.peer_group, p.port, p.proto) else {
                 continue;
             };
@@ -86,14 +88,23 @@ impl Detector for Beaconing {
             if active < cfg.min_active_windows {
                 continue;
             }
-            let duty = active as f64 / horizon as f64;
+            // Duty cycle over the edge's life within the horizon (from its oldest active window), so
+            // a beacon that started `min_active_windows` ago and never missed a window counts as
+            // fully persistent instead of waiting for the whole horizon to fill.
+            let span = (64 - mask.leading_zeros())
+                .max(cfg.min_active_windows)
+                .max(1);
+            let duty = active as f64 / span as f64;
             let dest_weight = 1.0 / (1.0 + ctx.cluster.dest_others(p.peer_group, agg.group) as f64);
             let port_weight =
                 0.5 + 0.5 / (1.0 + ctx.cluster.port_others(p.port, p.proto, agg.group) as f64);
             let mean = e.bytes.mean as f64;
             let cv = if mean > 0.0 { e.bytes.sd() / mean } else { 0.0 };
             let regularity = 1.0 / (1.0 + cv);
-            let novelty = if e.new_after_warmup {
+            // An edge that was active before, then silent for a while, and is back (a nightly
+            // backup's upload) recurs; a beacon is present in every window since it appeared.
+            let recurring = span < horizon && ctx.window - e.first_window + 1 > span as i64;
+            let novelty = if e.new_after_warmup && !recurring {
                 1.0
             } else {
                 cfg.established_weight

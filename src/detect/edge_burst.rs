@@ -3,14 +3,16 @@
 //! chi-squared statistic, and must also be several times that mean and above an absolute floor (real
 //! traffic is far burstier than MIDAS's Poisson assumption, so chi-squared alone pages on every busy
 //! edge). Windows judged anomalous are not merged into the totals (MIDAS-F's
-//! conditional merge) so an ongoing attack keeps scoring as one. The sketch lives in
+//! conditional merge) so an ongoing attack keeps scoring as one, but every window raises the edge's
+//! decayed peak, and a count must exceed that peak too: a burst the edge had yesterday (a nightly
+//! job) does not page again tonight. The sketches live in
 //! [`crate::baseline::ClusterState`].
 
 use crate::alert::Band;
 use crate::baseline::cluster::edge_key;
 use crate::baseline::Baseline;
 use crate::detect::{severity_for, DetectContext, Detector, Finding, Scope};
-use crate::flow::{WorkloadId, WorkloadRegistry};
+use crate::flow::{EndpointType, WorkloadId, WorkloadRegistry};
 use crate::window::WindowAggregate;
 use serde::{Deserialize, Serialize};
 
@@ -59,15 +61,31 @@ impl Detector for EdgeBurst {
         out: &mut Vec<Finding>,
     ) {
         let cfg = &ctx.cfg.edge_burst;
+        // An outside network is judged on the in-cluster side: a flood from `pub` is scored as the
+        // victim's ingress edge (same sketch key as `pub`'s egress view), so the alert names the
+        // workload someone can act on.
+        if crate::detect::volume::is_outside_network(workload) {
+            return;
+        }
         let mut best: Option<(f64, f64, f64, &crate::window::aggregate::PeerStat)> = None;
-        for p in agg.peers.iter().filter(|p| p.egress) {
+        for p in agg
+            .peers
+            .iter()
+            .filter(|p| p.egress || p.peer_kind == EndpointType::Net)
+        {
             let a = (p.records as u64).max(p.connections) as f64;
-            let (chi, expected) = ctx
-                .cluster
-                .edge_score(edge_key(agg.group, p.peer_group, p.port), a);
+            let key = if p.egress {
+                edge_key(agg.group, p.peer_group, p.port)
+            } else {
+                edge_key(p.peer_group, agg.group, p.port)
+            };
+            let (chi, expected) = ctx.cluster.edge_score(key, a);
+            // Also twice the edge's recent peak: a burst the edge already had (yesterday's nightly
+            // job) is its normal, even if the decayed means have forgotten it.
+            let peak = ctx.cluster.edge_peak(key);
             let score = (chi / cfg.chi_threshold)
                 .min(a / cfg.min_count as f64)
-                .min(a / (cfg.min_ratio * expected.max(1e-9)));
+                .min(a / (cfg.min_ratio * expected).max(2.0 * peak).max(1e-9));
             if best.is_none_or(|(s, ..)| score > s) {
                 best = Some((score, a, expected, p));
             }
@@ -92,10 +110,12 @@ impl Detector for EdgeBurst {
                 upper: expected.max(1.0) * 4.0,
             },
             description: format!(
-                "burst of {a:.0} flows to {peer} port {} (expected {expected:.1})",
+                "burst of {a:.0} flows {} {peer} port {} (expected {expected:.1})",
+                if p.egress { "to" } else { "from" },
                 p.port
             ),
             evidence: serde_json::json!({
+                "direction": if p.egress { "egress" } else { "ingress" },
                 "destination": peer,
                 "port": p.port,
                 "count": a,
@@ -105,7 +125,7 @@ impl Detector for EdgeBurst {
             peer: Some(p.peer),
             dest_port: Some(p.port),
             scope: Scope {
-                egress: true,
+                egress: p.egress,
                 peers: vec![p.peer],
                 ports: vec![p.port],
                 denied_only: false,

@@ -121,8 +121,8 @@ impl Detector for Egress {
             return;
         };
         let x = agg.bytes_to_public as f64;
-        let mean = b.mean(Feature::BytesToPublic);
-        let z = robust_z(x, mean, b.sd(Feature::BytesToPublic), 0.1, 1000.0);
+        let (mean, sd) = b.usual(Feature::BytesToPublic, ctx.window_start);
+        let z = robust_z(x, mean, sd, 0.1, 1000.0);
         let exfil = (z / cfg.exfil_z_threshold)
             .min(x / mean.max(1.0) / cfg.exfil_ratio)
             .min((x - mean) / cfg.exfil_min_bytes as f64);
@@ -142,7 +142,7 @@ impl Detector for Egress {
                 expected: mean,
                 band: Band {
                     lower: 0.0,
-                    upper: mean + cfg.exfil_z_threshold * b.sd(Feature::BytesToPublic).max(0.1 * mean),
+                    upper: mean + cfg.exfil_z_threshold * sd.max(0.1 * mean),
                 },
                 description: format!(
                     "{:.1} MB to public networks against a usual {:.1} MB",

@@ -82,10 +82,13 @@ impl Detector for Multivariate {
         let Some(b) = baseline.filter(|b| ctx.is_warm(Some(b))) else {
             return;
         };
-        let z =
-            Array1::from_iter(VECTOR.iter().map(|&f| {
-                robust_z(f.value(agg), b.mean(f), b.sd(f), 0.25, 1.0).clamp(-20.0, 20.0)
-            }));
+        if crate::detect::volume::is_outside_network(workload) {
+            return;
+        }
+        let z = Array1::from_iter(VECTOR.iter().map(|&f| {
+            let (mean, sd) = b.usual(f, ctx.window_start);
+            robust_z(f.value(agg), mean, sd, 0.25, 1.0).clamp(-20.0, 20.0)
+        }));
         let rms = (z.mapv(|v| v.max(0.0).powi(2)).sum() / VECTOR.len() as f64).sqrt();
         let ns = crate::flow::WorkloadRegistry::global()
             .get(workload)

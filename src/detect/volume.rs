@@ -1,7 +1,9 @@
 //! Volume: bytes, packets or connections far above the workload's own history (decayed mean and
 //! variance), in both directions. Three conditions must hold together so a tiny or a noisy workload
 //! does not page anyone: a robust z-score over `z_threshold`, a ratio to the mean over `min_ratio`, and
-//! an absolute increase over the feature's minimum. No verdict before the baseline is warm.
+//! an absolute increase over the feature's minimum. No verdict before the baseline is warm. "History"
+//! includes the workload's usual peak at this hour of day (`Baseline::usual`), so a nightly backup
+//! pages once, not every night.
 
 use crate::alert::Band;
 use crate::baseline::{Baseline, Feature};
@@ -35,8 +37,11 @@ impl Default for VolumeConfig {
         VolumeConfig {
             enabled: true,
             z_threshold: 6.0,
-            min_ratio: 5.0,
-            min_bytes: 50_000_000,
+            // Per-window transfer sizes are heavy-tailed (a 50x report download now and then):
+            // 8x the usual and 100 MB more keep those quiet while an exfiltration or a flood is
+            // still orders of magnitude above.
+            min_ratio: 8.0,
+            min_bytes: 100_000_000,
             min_packets: 50_000,
             min_connections: 1_000,
         }
@@ -45,6 +50,15 @@ impl Default for VolumeConfig {
 
 /// The volume detector.
 pub struct Volume;
+
+/// Whether a subject is an outside network (`pub`, `pvt`, a network set): nobody can be paged about
+/// or quarantine "the internet"; its traffic is judged on the in-cluster side (a flood from `pub`
+/// is the victim's ingress).
+pub fn is_outside_network(workload: WorkloadId) -> bool {
+    crate::flow::WorkloadRegistry::global()
+        .get(workload)
+        .is_some_and(|i| i.kind == crate::flow::EndpointType::Net)
+}
 
 const FEATURES: [Feature; 5] = [
     Feature::BytesOut,
@@ -71,22 +85,25 @@ impl Detector for Volume {
         let Some(b) = baseline.filter(|b| ctx.is_warm(Some(b))) else {
             return;
         };
+        if is_outside_network(workload) {
+            return;
+        }
         let mut best: Option<(f64, Feature, f64, f64, f64)> = None;
         for f in FEATURES {
             let x = f.value(agg);
-            let mean = b.mean(f);
+            let (mean, sd) = b.usual(f, ctx.window_start);
             let min_abs = match f {
                 Feature::BytesOut | Feature::BytesIn => cfg.min_bytes,
                 Feature::PacketsIn => cfg.min_packets,
                 _ => cfg.min_connections,
             } as f64;
-            let z = robust_z(x, mean, b.sd(f), 0.1, 1.0);
+            let z = robust_z(x, mean, sd, 0.1, 1.0);
             let ratio = x / mean.max(1.0);
             let score = (z / cfg.z_threshold)
                 .min(ratio / cfg.min_ratio)
                 .min((x - mean) / min_abs);
             if best.is_none_or(|(s, ..)| score > s) {
-                let upper = mean + cfg.z_threshold * b.sd(f).max(0.1 * mean).max(1.0);
+                let upper = mean + cfg.z_threshold * sd.max(0.1 * mean).max(1.0);
                 best = Some((score, f, x, mean, upper));
             }
         }

@@ -639,12 +639,18 @@ pub fn group_name(name_aggr: &str) -> Option<&str> {
     }
 }
 
-/// Kubernetes pod-template hashes: 5-10 characters of `[a-z0-9]` with at least one digit.
+/// Kubernetes pod-template hashes: 5-10 characters of `[a-z0-9]` with at least one digit, or drawn
+/// only from the alphabet Kubernetes encodes hashes with (`SafeEncodeString`: no vowels, no 0/1/3),
+/// which often has no digit at all (`gdvdshxtjd`); taking such a hash for part of the name would make
+/// every rollout look like a brand-new workload to the peer, edge and baseline memories.
 fn looks_like_hash(s: &str) -> bool {
+    const K8S_SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (5..=10).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().any(|b| b.is_ascii_digit())
+        && (s.bytes().all(|b| K8S_SAFE.contains(&b))
+            || (s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && s.bytes().any(|b| b.is_ascii_digit())))
 }
 
 /// Whether an address is routable on the internet (not private, loopback, link-local, multicast...).
@@ -769,6 +775,15 @@ mod tests {
         assert_eq!(group_name("coredns-576cbf47c7-*"), Some("coredns"));
         assert_eq!(group_name("redis-cart-*"), Some("redis-cart"));
         assert_eq!(group_name("host113-*"), Some("host113"));
+        assert_eq!(
+            group_name("recommendation-gdvdshxtjd-*"),
+            Some("recommendation")
+        );
+        assert_eq!(
+            group_name("report-builder-29147160-*"),
+            Some("report-builder")
+        );
+        assert_eq!(group_name("payment-service-*"), Some("payment-service"));
         assert_eq!(group_name("pub"), None);
     }
 
