@@ -184,9 +184,10 @@ impl CountMinSketch {
     /// Raises `key`'s counters to at least `v` (a sketch of maxima).
     #[inline]
     pub fn raise(&mut self, key: u64, v: f64) {
+        let stored = v / self.mult;
         for row in 0..self.depth {
             let s = self.slot(row, key);
-            self.counts[s] = self.counts[s].max(v);
+            self.counts[s] = self.counts[s].max(stored);
         }
     }
 
