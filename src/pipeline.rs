@@ -800,7 +800,10 @@ mod tests {
         let moved = WorkloadId::of_key("slice/moved-7d9c8b6f4-*");
         let moved_group = WorkloadId::of_key("slice/moved");
         let stays_group = WorkloadId::of_key("slice/stays");
-        let seen = a.baseline(moved_group).expect("moved baseline").windows_seen;
+        let seen = a
+            .baseline(moved_group)
+            .expect("moved baseline")
+            .windows_seen;
         assert!(seen > 0);
         assert!(a.baseline(stays_group).is_some());
 
@@ -809,7 +812,10 @@ mod tests {
         assert!(slice.baselines.iter().any(|(g, _)| *g == moved_group));
         assert!(slice.baselines.iter().all(|(g, _)| *g != stays_group));
         assert!(
-            slice.windows.iter().all(|(_, items)| items.iter().all(|(id, _)| *id == moved)),
+            slice
+                .windows
+                .iter()
+                .all(|(_, items)| items.iter().all(|(id, _)| *id == moved)),
             "only the kept workload's open windows"
         );
         assert!(!slice.windows.is_empty(), "the last window is still open");

@@ -66,7 +66,15 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
         "\n[checkpoint]\ndir = \"{}\"\ninterval = \"1s\"\n\n[kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n",
         checkpoints.display()
     );
-    let cfg = daemon_config(dir.path(), "d", &brokers, "flows", "g-kill", "alerts", &extra);
+    let cfg = daemon_config(
+        dir.path(),
+        "d",
+        &brokers,
+        "flows",
+        "g-kill",
+        "alerts",
+        &extra,
+    );
     let first = spawn_daemon(&cfg);
     // Kill once a checkpoint (pipeline state + offsets) is on disk, so the restart resumes mid-way.
     let file = checkpoints.join("checkpoint.bin");

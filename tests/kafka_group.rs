@@ -103,7 +103,11 @@ fn two_daemons_split_partitions_and_one_takes_over_with_warm_baselines() {
         .arg(&sim)
         .output()
         .expect("generate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (mut early, mut late) = (String::new(), String::new());
     for line in std::fs::read_to_string(&sim).expect("sim").lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("sim line");
@@ -118,6 +122,9 @@ fn two_daemons_split_partitions_and_one_takes_over_with_warm_baselines() {
     std::fs::write(&phase1, early).expect("phase 1");
     std::fs::write(&phase2, late).expect("phase 2");
     create_topic(&brokers, "flows", 3);
+    // tansu does not create topics on first use.
+    create_topic(&brokers, "alerts-a", 1);
+    create_topic(&brokers, "alerts-b", 1);
 
     let a = spawn_daemon(&config(dir.path(), "a", &brokers));
     assert!(
@@ -162,7 +169,10 @@ fn two_daemons_split_partitions_and_one_takes_over_with_warm_baselines() {
     let (status, b_log) = b.terminate(Duration::from_secs(60));
     assert!(status.success(), "b failed:\n{b_log}");
     let b_stats = final_stats(&b_log);
-    assert!(b_stats["alerts"].as_u64() > Some(0), "b raised no alert:\n{b_log}");
+    assert!(
+        b_stats["alerts"].as_u64() > Some(0),
+        "b raised no alert:\n{b_log}"
+    );
     assert!(!alert_ids_in_topic(&brokers, "alerts-b").is_empty());
 
     // a takes b's partitions over and merges their state before reading them.

@@ -159,10 +159,7 @@ fn tansu_fetches_from_the_middle_of_a_partition() {
         }
         offsets
     };
-    let single = fetch_from_5(
-        "single",
-        &[("batch.num.messages", "1"), ("linger.ms", "0")],
-    );
+    let single = fetch_from_5("single", &[("batch.num.messages", "1"), ("linger.ms", "0")]);
     assert_eq!(single, vec![5, 6, 7, 8, 9], "one record per batch");
     let batched = fetch_from_5("batched", &[]);
     if batched != vec![5, 6, 7, 8, 9] {

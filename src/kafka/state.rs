@@ -12,12 +12,12 @@
 use crate::kafka::produce::ensure_topic;
 use crate::kafka::sink::TopicProducer;
 use crate::kafka::source::KafkaConfig;
+use crate::kafka::source::{AssignmentChange, PartitionOffset};
+use crate::pipeline::{Pipeline, PipelineSnapshot};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use crate::kafka::source::{AssignmentChange, PartitionOffset};
-use crate::pipeline::{Pipeline, PipelineSnapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -109,7 +109,13 @@ impl StateTopic {
 /// The partition key of a registered workload: what `flowwarden produce` keys its records by
 /// (`<namespace>/<name_aggr>`, `-` for a missing part).
 pub fn source_key(info: &crate::flow::WorkloadInfo) -> String {
-    let part = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let part = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     format!("{}/{}", part(&info.namespace), part(&info.name_aggr))
 }
 
@@ -175,7 +181,9 @@ impl PartitionStates {
             .find(|t| t.name() == input_topic)
             .map_or(0, |t| t.partitions().len() as i32);
         if input_partitions == 0 {
-            anyhow::bail!("kafka.state_topic: input topic {input_topic} has no partitions (create it first)");
+            anyhow::bail!(
+                "kafka.state_topic: input topic {input_topic} has no partitions (create it first)"
+            );
         }
         Ok(Some(PartitionStates {
             topic,

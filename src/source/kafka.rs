@@ -4,7 +4,8 @@
 //! push the watermark ahead and turn partition 1's records late. [`EventTimeMerger`] buffers lines
 //! per partition (bounded; a full partition is paused) and always emits the smallest head
 //! `start_time`; a partition with nothing buffered holds emission back until it has data, reached
-//! its end (`enable.partition.eof`) or has been idle for `idle_timeout`. A partition known to lag
+//! its end (`enable.partition.eof`) or has been idle for `idle_timeout`. A partition not heard from
+//! since its assignment (no message, no end) is not idle but not fetched yet, and one known to lag
 //! (its cached high watermark is past what it delivered) is never idle: its records are on their way,
 //! and letting the others run ahead would make them late (a cut network link or a slow fetch would
 //! otherwise change the alerts).
@@ -209,6 +210,9 @@ struct PartitionQueue {
     received_to: Option<i64>,
     /// The broker's high watermark as last seen by the consumer (`None` = unknown).
     high_watermark: Option<i64>,
+    /// A message or the end of the partition arrived since assignment: until then the partition
+    /// is not idle, only not fetched yet (or unreachable).
+    heard: bool,
 }
 
 /// Merges partitions in event-time order (pure logic, no Kafka: unit-testable).
@@ -241,6 +245,7 @@ impl EventTimeMerger {
             next_offset: None,
             received_to: None,
             high_watermark: None,
+            heard: false,
         });
     }
 
@@ -267,6 +272,7 @@ impl EventTimeMerger {
         q.eof = false;
         q.last_message = now;
         q.received_to = Some(offset + 1);
+        q.heard = true;
         let before = q.lines.len();
         let mut byte_offset = 0u64;
         let mut pieces = payload.split(|&b| b == b'\n').peekable();
@@ -304,6 +310,7 @@ impl EventTimeMerger {
     pub fn mark_eof(&mut self, key: &PartitionKey) {
         if let Some(q) = self.partitions.get_mut(key) {
             q.eof = true;
+            q.heard = true;
         }
     }
 
@@ -388,7 +395,8 @@ impl EventTimeMerger {
                             (q.received_to, q.high_watermark),
                             (Some(r), Some(h)) if r < h
                         );
-                        let idle = now.duration_since(q.last_message) >= self.idle_timeout;
+                        let idle =
+                            q.heard && now.duration_since(q.last_message) >= self.idle_timeout;
                         if !q.eof && (lagging || !idle) {
                             blocked = true;
                         }
@@ -935,18 +943,33 @@ mod tests {
         m.add_partition(key(1), now);
         m.push_message(&key(0), 5, line(10, "a").as_bytes(), now);
         let mut b = LineBatch::new();
-        assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 0);
+        // Partition 1 has not been heard from: however long that takes, it is not idle.
+        assert_eq!(
+            m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(60)),
+            0
+        );
+        m.push_message(&key(1), 0, line(1, "x").as_bytes(), now);
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 1);
+        // Heard from, drained, watermark unknown: idle after the timeout.
         assert_eq!(
             m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(1)),
             1
         );
+        assert_eq!(tags(&b), ["x", "a"]);
         assert_eq!(
             m.positions(),
-            vec![PartitionOffset {
-                topic: "flows".into(),
-                partition: 0,
-                next_offset: 6
-            }]
+            vec![
+                PartitionOffset {
+                    topic: "flows".into(),
+                    partition: 0,
+                    next_offset: 6
+                },
+                PartitionOffset {
+                    topic: "flows".into(),
+                    partition: 1,
+                    next_offset: 1
+                }
+            ]
         );
     }
 
@@ -963,11 +986,11 @@ mod tests {
         // Partition 1 delivered offset 0 of 3: its link is down, not idle.
         m.set_high_watermark(&key(1), 3);
         let mut b = LineBatch::new();
-        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 2);
-        assert_eq!(tags(&b), ["x", "a"]);
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 1);
+        assert_eq!(tags(&b), ["x"]);
         // Caught up (or the watermark unknown): the idle timeout applies again.
         m.set_high_watermark(&key(1), 1);
-        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 1);
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 2);
         assert_eq!(tags(&b), ["x", "a", "b"]);
     }
 
