@@ -54,12 +54,12 @@ state_topic = "state"
 fn settled_assignment(log: &str) -> Option<BTreeSet<i32>> {
     let last = log
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| {
+        .find(|v| {
             let m = &v["fields"]["message"];
             m == "kafka partitions assigned" || m == "kafka partitions revoked"
-        })
-        .last()?;
+        })?;
     if last["fields"]["message"] != "kafka partitions assigned" {
         return None;
     }
