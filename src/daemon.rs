@@ -189,6 +189,7 @@ fn checkpoint(
     cfg: &Config,
     pipeline: &Pipeline,
     source: &mut Box<dyn LineSource>,
+    partition_states: Option<&mut crate::kafka::state::PartitionStates>,
 ) -> anyhow::Result<()> {
     let Some(path) = cfg.checkpoint.file() else {
         return Ok(());
@@ -202,6 +203,11 @@ fn checkpoint(
             .unwrap_or(0),
     };
     crate::checkpoint::write(&path, &cp)?;
+    // Scale-out: the owned partitions' slices go to the state topic before the offsets they cover
+    // are committed, so a partition's next owner finds state at least as new as its start offset.
+    if let Some(states) = partition_states {
+        states.on_checkpoint(pipeline, &cp.source.kafka)?;
+    }
     source.checkpoint_done();
     crate::telemetry::record_checkpoint();
     tracing::debug!(path = %path.display(), "checkpoint written");
@@ -281,6 +287,14 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         actions_topic,
         sink_errors: 0,
     };
+    let mut partition_states = match (&resume, cfg.source.kind.as_str()) {
+        (resume, "kafka") => crate::kafka::state::PartitionStates::open(
+            &cfg.kafka,
+            resume.as_ref().map_or(&[][..], |r| &r.kafka[..]),
+            cfg.baseline.warmup_windows,
+        )?,
+        _ => None,
+    };
     let mut source = build_source(&cfg, resume)?;
     crate::telemetry::set_source_connected(true);
     let mut meter = crate::telemetry::PipelineMeter::new(&cfg.source.kind);
@@ -313,6 +327,11 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         }
         batch.clear();
         let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
+        // A partition taken over from another daemon brings its workloads' state before its lines.
+        let changes = source.take_assignment_changes();
+        if let Some(states) = &mut partition_states {
+            states.on_assignment(&changes, &mut pipeline);
+        }
         if !batch.is_empty() {
             let raised = pipeline.push(&batch)?;
             out.deliver(&raised, pipeline.watermark());
@@ -321,7 +340,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         }
         if last_checkpoint.elapsed() >= checkpoint_every {
             out.flush();
-            checkpoint(&cfg, &pipeline, &mut source)?;
+            checkpoint(&cfg, &pipeline, &mut source, partition_states.as_mut())?;
             last_checkpoint = Instant::now();
         }
         match poll {
@@ -341,7 +360,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     out.flush();
     // At the end of a finite input every window is closed; the checkpoint still records positions
     // so a restart does not re-read the input.
-    checkpoint(&cfg, &pipeline, &mut source)?;
+    checkpoint(&cfg, &pipeline, &mut source, partition_states.as_mut())?;
     let stats = pipeline.stats();
     let quarantines = out
         .response

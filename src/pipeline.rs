@@ -300,6 +300,91 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The part of the state that belongs to some workloads (a Kafka partition's slice for the
+    /// state topic): their registry entries, their open windows and the baselines of their groups.
+    /// Cluster state, open alerts and counters stay behind (they are not per workload); the
+    /// snapshot's `stats` count what it holds (`workloads` = registry entries kept).
+    pub fn snapshot_filtered(
+        &self,
+        keep: &dyn Fn(WorkloadId, &crate::flow::WorkloadInfo) -> bool,
+    ) -> PipelineSnapshot {
+        let registry: Vec<(WorkloadId, crate::flow::WorkloadInfo)> =
+            crate::flow::WorkloadRegistry::global()
+                .snapshot()
+                .into_iter()
+                .filter(|(id, info)| keep(*id, info))
+                .collect();
+        let ids: BTreeSet<WorkloadId> = registry.iter().map(|(id, _)| *id).collect();
+        let mut groups: BTreeSet<WorkloadId> = registry
+            .iter()
+            .map(|(id, info)| group_of(*id, info))
+            .collect();
+        let mut windows: BTreeMap<i64, Vec<(WorkloadId, WindowAggregate)>> = BTreeMap::new();
+        for shard in &self.shards {
+            for (w, map) in &shard.windows {
+                for (id, agg) in map.iter().filter(|(id, _)| ids.contains(id)) {
+                    groups.insert(agg.group);
+                    windows.entry(*w).or_default().push((*id, agg.clone()));
+                }
+            }
+        }
+        for v in windows.values_mut() {
+            v.sort_unstable_by_key(|(k, _)| *k);
+        }
+        let baselines: Vec<(WorkloadId, crate::baseline::Baseline)> = self
+            .baselines
+            .snapshot()
+            .into_iter()
+            .filter(|(g, _)| groups.contains(g))
+            .collect();
+        PipelineSnapshot {
+            version: SNAPSHOT_VERSION,
+            clock: self.clock.clone(),
+            pending: Vec::new(),
+            windows: windows.into_iter().collect(),
+            baselines,
+            cluster: ClusterState::default(),
+            alerts: AlertBook::new(&self.cfg.alerts),
+            stats: RunStats {
+                workloads: registry.len() as u64,
+                ..RunStats::default()
+            },
+            registry,
+            next_line: 0,
+        }
+    }
+
+    /// Takes over a slice made by [`Pipeline::snapshot_filtered`] (another daemon's partition):
+    /// its baselines and open-window aggregates replace this pipeline's for the same groups and
+    /// workloads, its registry entries are added; everything else is kept.
+    pub fn merge_snapshot(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        if snap.version != SNAPSHOT_VERSION {
+            anyhow::bail!(
+                "state format {} is not the supported {}",
+                snap.version,
+                SNAPSHOT_VERSION
+            );
+        }
+        crate::flow::WorkloadRegistry::global().restore(snap.registry);
+        let threads = self.shards.len() as u64;
+        for (w, items) in snap.windows {
+            for (id, agg) in items {
+                let s = (id.0 % threads) as usize;
+                self.shards[s].windows.entry(w).or_default().insert(id, agg);
+            }
+        }
+        self.baselines.merge(snap.baselines);
+        if self.clock.is_none() {
+            self.clock = snap.clock;
+        }
+        Ok(())
+    }
+
+    /// A workload group's baseline (tests and diagnostics).
+    pub fn baseline(&self, group: WorkloadId) -> Option<crate::baseline::Baseline> {
+        self.baselines.get(group).map(|b| b.value().clone())
+    }
+
     /// Takes new thresholds (SIGHUP) without losing baselines or open windows.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.detectors = build_suite(&cfg.detect);
@@ -715,6 +800,25 @@ impl Pipeline {
     }
 }
 
+/// The baseline group of a registered workload, as the decoder derives it: pods without their
+/// replica-set hash (`shop/frontend`), every other workload itself.
+pub fn group_of(id: WorkloadId, info: &crate::flow::WorkloadInfo) -> WorkloadId {
+    match crate::flow::decode::group_name(&info.name_aggr) {
+        Some(stripped) if info.kind == crate::flow::EndpointType::Wep => {
+            let mut key = String::new();
+            crate::flow::registry::canonical_key(
+                &mut key,
+                info.kind,
+                &info.namespace,
+                stripped,
+                None,
+            );
+            WorkloadId::of_key(&key)
+        }
+        _ => id,
+    }
+}
+
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;
 
@@ -755,5 +859,66 @@ fn score_records(refs: &[ScoreRef], findings: &[Finding], scores: &mut Vec<f32>)
             scores.resize(idx + 1, f32::NAN);
         }
         scores[idx] = best;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: i64, src: &str, dst: &str, bytes: u64) -> String {
+        format!(
+            r#"{{"start_time":{t},"end_time":{},"source_name":"-","source_name_aggr":"{src}-7d9c8b6f4-*","source_namespace":"slice","source_type":"wep","dest_name":"-","dest_name_aggr":"{dst}-*","dest_namespace":"slice","dest_type":"wep","reporter":"src","proto":"tcp","action":"allow","bytes_out":{bytes},"bytes_in":10,"packets_out":1,"packets_in":1,"num_flows":1,"num_flows_started":1,"num_flows_completed":1,"dest_port":80}}"#,
+            t + 60
+        )
+    }
+
+    fn pipeline() -> Pipeline {
+        let mut cfg = Config::default();
+        cfg.window.length = "60s".into();
+        Pipeline::new(Arc::new(cfg), PipelineOptions::default()).expect("pipeline")
+    }
+
+    #[test]
+    fn a_filtered_slice_moves_only_its_workloads_baselines_and_windows() {
+        let mut a = pipeline();
+        let src: Arc<str> = Arc::from("test");
+        let mut batch = LineBatch::new();
+        for w in 0..6 {
+            batch.push_line(&src, line(w * 60, "moved", "db", 100).as_bytes(), 0, 0);
+            batch.push_line(&src, line(w * 60, "stays", "cache", 100).as_bytes(), 0, 0);
+        }
+        a.push(&batch).expect("push");
+        let moved = WorkloadId::of_key("slice/moved-7d9c8b6f4-*");
+        let moved_group = WorkloadId::of_key("slice/moved");
+        let stays_group = WorkloadId::of_key("slice/stays");
+        let seen = a
+            .baseline(moved_group)
+            .expect("moved baseline")
+            .windows_seen;
+        assert!(seen > 0);
+        assert!(a.baseline(stays_group).is_some());
+
+        let slice = a.snapshot_filtered(&|_, info| info.name_aggr.starts_with("moved"));
+        assert_eq!(slice.stats.workloads, 1);
+        assert!(slice.baselines.iter().any(|(g, _)| *g == moved_group));
+        assert!(slice.baselines.iter().all(|(g, _)| *g != stays_group));
+        assert!(
+            slice
+                .windows
+                .iter()
+                .all(|(_, items)| items.iter().all(|(id, _)| *id == moved)),
+            "only the kept workload's open windows"
+        );
+        assert!(!slice.windows.is_empty(), "the last window is still open");
+
+        let mut b = pipeline();
+        b.merge_snapshot(slice).expect("merge");
+        assert_eq!(
+            b.baseline(moved_group).map(|x| x.windows_seen),
+            Some(seen),
+            "no second warm-up"
+        );
+        assert!(b.baseline(stays_group).is_none());
     }
 }

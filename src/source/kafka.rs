@@ -4,7 +4,11 @@
 //! push the watermark ahead and turn partition 1's records late. [`EventTimeMerger`] buffers lines
 //! per partition (bounded; a full partition is paused) and always emits the smallest head
 //! `start_time`; a partition with nothing buffered holds emission back until it has data, reached
-//! its end (`enable.partition.eof`) or has been idle for `idle_timeout`.
+//! its end (`enable.partition.eof`) or has been idle for `idle_timeout`. A partition not heard from
+//! since its assignment (no message, no end) is not idle but not fetched yet, and one known to lag
+//! (its cached high watermark is past what it delivered) is never idle: its records are on their way,
+//! and letting the others run ahead would make them late (a cut network link or a slow fetch would
+//! otherwise change the alerts).
 //!
 //! Offsets are committed only in [`LineSource::checkpoint_done`], i.e. after the checkpoint that
 //! covers them is durable; on a revoke, the consumer context commits synchronously what the last
@@ -202,6 +206,13 @@ struct PartitionQueue {
     last_message: Instant,
     paused: bool,
     next_offset: Option<i64>,
+    /// One past the last message received (not necessarily emitted).
+    received_to: Option<i64>,
+    /// The broker's high watermark as last seen by the consumer (`None` = unknown).
+    high_watermark: Option<i64>,
+    /// A message or the end of the partition arrived since assignment: until then the partition
+    /// is not idle, only not fetched yet (or unreachable).
+    heard: bool,
 }
 
 /// Merges partitions in event-time order (pure logic, no Kafka: unit-testable).
@@ -232,6 +243,9 @@ impl EventTimeMerger {
             last_message: now,
             paused: false,
             next_offset: None,
+            received_to: None,
+            high_watermark: None,
+            heard: false,
         });
     }
 
@@ -257,6 +271,8 @@ impl EventTimeMerger {
         };
         q.eof = false;
         q.last_message = now;
+        q.received_to = Some(offset + 1);
+        q.heard = true;
         let before = q.lines.len();
         let mut byte_offset = 0u64;
         let mut pieces = payload.split(|&b| b == b'\n').peekable();
@@ -294,6 +310,14 @@ impl EventTimeMerger {
     pub fn mark_eof(&mut self, key: &PartitionKey) {
         if let Some(q) = self.partitions.get_mut(key) {
             q.eof = true;
+            q.heard = true;
+        }
+    }
+
+    /// Records the partition's high watermark (from the consumer's cached fetch metadata).
+    pub fn set_high_watermark(&mut self, key: &PartitionKey, high: i64) {
+        if let Some(q) = self.partitions.get_mut(key) {
+            q.high_watermark = (high >= 0).then_some(high);
         }
     }
 
@@ -367,7 +391,13 @@ impl EventTimeMerger {
                         }
                     }
                     None => {
-                        if !q.eof && now.duration_since(q.last_message) < self.idle_timeout {
+                        let lagging = matches!(
+                            (q.received_to, q.high_watermark),
+                            (Some(r), Some(h)) if r < h
+                        );
+                        let idle =
+                            q.heard && now.duration_since(q.last_message) >= self.idle_timeout;
+                        if !q.eof && (lagging || !idle) {
                             blocked = true;
                         }
                     }
@@ -427,7 +457,19 @@ pub struct GroupContext {
     state: Arc<Mutex<GroupState>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka also reports every end-of-partition through the error callback; the source
+    /// handles those from `poll`, so they are not logged as errors here.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return;
+        }
+        tracing::error!(error = %error, reason, "librdkafka error");
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -603,11 +645,6 @@ impl KafkaSource {
         self.merger.positions()
     }
 
-    /// Partitions gained or lost since the last call, in order.
-    pub fn take_assignment_changes(&mut self) -> Vec<AssignmentChange> {
-        std::mem::take(&mut self.changes)
-    }
-
     /// Lines handed to the pipeline so far.
     pub fn lines_total(&self) -> u64 {
         self.lines_total
@@ -660,6 +697,17 @@ impl KafkaSource {
             }
         }
         apply_group_events(state, merger, topics, changes);
+        // Cached high watermarks (no network round trip) tell a lagging partition from an idle one.
+        let empty: Vec<PartitionKey> = merger
+            .partitions()
+            .filter(|k| merger.buffered_in(k) == 0)
+            .cloned()
+            .collect();
+        for k in empty {
+            if let Some(high) = cached_high_watermark(consumer, &k.0, k.1) {
+                merger.set_high_watermark(&k, high);
+            }
+        }
         self.flow_control();
     }
 
@@ -684,6 +732,30 @@ impl KafkaSource {
             }
         }
     }
+}
+
+/// The partition's high watermark from the consumer's last fetch response, without a network call
+/// (`rd_kafka_get_watermark_offsets`; rust-rdkafka only wraps the querying variant).
+fn cached_high_watermark(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a NUL-terminated
+    // string that outlives the call; librdkafka only writes the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_client().ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 fn intern(topics: &mut BTreeMap<String, Arc<str>>, name: &str) -> Arc<str> {
@@ -739,6 +811,12 @@ impl LineSource for KafkaSource {
             .emit(batch, max_lines, max_bytes, Instant::now());
         self.lines_total += n as u64;
         metrics::counter!("flowwarden_kafka_lines_total").increment(n as u64);
+        if n == 0 && self.merger.buffered() > 0 {
+            tracing::debug!(
+                buffered = self.merger.buffered(),
+                "kafka lines held back for event-time order"
+            );
+        }
         Ok(if n > 0 {
             Poll::Data
         } else if self.stop_at_end && self.merger.all_at_end() {
@@ -758,6 +836,10 @@ impl LineSource for KafkaSource {
             kafka: positions,
             ..SourceCheckpoint::default()
         }
+    }
+
+    fn take_assignment_changes(&mut self) -> Vec<AssignmentChange> {
+        std::mem::take(&mut self.changes)
     }
 
     fn checkpoint_done(&mut self) {
@@ -861,19 +943,55 @@ mod tests {
         m.add_partition(key(1), now);
         m.push_message(&key(0), 5, line(10, "a").as_bytes(), now);
         let mut b = LineBatch::new();
-        assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 0);
+        // Partition 1 has not been heard from: however long that takes, it is not idle.
+        assert_eq!(
+            m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(60)),
+            0
+        );
+        m.push_message(&key(1), 0, line(1, "x").as_bytes(), now);
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, now), 1);
+        // Heard from, drained, watermark unknown: idle after the timeout.
         assert_eq!(
             m.emit(&mut b, 100, 1 << 20, now + Duration::from_secs(1)),
             1
         );
+        assert_eq!(tags(&b), ["x", "a"]);
         assert_eq!(
             m.positions(),
-            vec![PartitionOffset {
-                topic: "flows".into(),
-                partition: 0,
-                next_offset: 6
-            }]
+            vec![
+                PartitionOffset {
+                    topic: "flows".into(),
+                    partition: 0,
+                    next_offset: 6
+                },
+                PartitionOffset {
+                    topic: "flows".into(),
+                    partition: 1,
+                    next_offset: 1
+                }
+            ]
         );
+    }
+
+    #[test]
+    fn a_lagging_partition_holds_back_however_long_it_is_silent() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut m = EventTimeMerger::new(Duration::from_millis(500));
+        m.add_partition(key(0), now);
+        m.add_partition(key(1), now);
+        m.push_message(&key(0), 0, line(10, "a").as_bytes(), now);
+        m.push_message(&key(1), 0, line(5, "x").as_bytes(), now);
+        m.push_message(&key(0), 1, line(30, "b").as_bytes(), now);
+        // Partition 1 delivered offset 0 of 3: its link is down, not idle.
+        m.set_high_watermark(&key(1), 3);
+        let mut b = LineBatch::new();
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 1);
+        assert_eq!(tags(&b), ["x"]);
+        // Caught up (or the watermark unknown): the idle timeout applies again.
+        m.set_high_watermark(&key(1), 1);
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, later), 2);
+        assert_eq!(tags(&b), ["x", "a", "b"]);
     }
 
     #[test]

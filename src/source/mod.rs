@@ -190,6 +190,11 @@ pub trait LineSource: Send {
     /// Called after a checkpoint covering everything polled so far is durable: Kafka commits
     /// offsets here.
     fn checkpoint_done(&mut self) {}
+    /// Kafka partitions gained or lost since the last call (scale-out state hand-over); other
+    /// sources have none.
+    fn take_assignment_changes(&mut self) -> Vec<crate::kafka::source::AssignmentChange> {
+        Vec::new()
+    }
 }
 
 /// Options of file and stdin sources.

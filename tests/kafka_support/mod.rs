@@ -204,8 +204,18 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
         .expect("create topic");
 }
 
-/// `flowwarden produce FILE --topic T --partitions N`.
+/// librdkafka settings making every produced message its own record batch. tansu 0.6.0 returns
+/// nothing for a fetch that starts inside a record batch (Kafka returns the batch and the client
+/// skips the earlier records), so a consumer resuming from a checkpoint or committed offset in the
+/// middle of a batch would stall; one record per batch keeps every offset a batch boundary.
+pub const ONE_RECORD_PER_BATCH: &str =
+    "[kafka.librdkafka]\n\"batch.num.messages\" = \"1\"\n\"linger.ms\" = \"0\"\n";
+
+/// `flowwarden produce FILE --topic T --partitions N` (one record per batch, see
+/// [`ONE_RECORD_PER_BATCH`]).
 pub fn produce(brokers: &str, file: &Path, topic: &str, partitions: i32) {
+    let config = file.with_extension(format!("produce-{}.toml", free_port()));
+    std::fs::write(&config, ONE_RECORD_PER_BATCH).expect("produce config");
     let out = Command::new(BIN)
         .args([
             "produce",
@@ -214,6 +224,8 @@ pub fn produce(brokers: &str, file: &Path, topic: &str, partitions: i32) {
             topic,
             "--brokers",
             brokers,
+            "--config",
+            &config.to_string_lossy(),
         ])
         .args(["--partitions", &partitions.to_string()])
         .output()
@@ -318,7 +330,7 @@ pub fn daemon_config(
 ) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "[source]\nkind = \"kafka\"\n\n[alerts]\nstdout = false\n\n[kafka]\nbootstrap_servers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nstop_at_end = true\nidle_timeout = \"1s\"\nalerts_topic = \"{alerts_topic}\"\n{extra}\n"
+        "[source]\nkind = \"kafka\"\n\n[alerts]\nstdout = false\n\n[metrics]\nenabled = false\n\n[kafka]\nbootstrap_servers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\nstop_at_end = true\nidle_timeout = \"1s\"\nalerts_topic = \"{alerts_topic}\"\n{extra}\n"
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -445,6 +457,23 @@ pub fn daemon_records(text: &str) -> u64 {
         .filter(|v| v["fields"]["message"] == "flowwarden stopped")
         .find_map(|v| v["fields"]["records"].as_u64())
         .unwrap_or_else(|| panic!("no final stats in daemon log:\n{text}"))
+}
+
+/// The `records` of the daemon's "resumed from checkpoint" log line, if it resumed.
+pub fn resumed_records(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "resumed from checkpoint")
+        .find_map(|v| v["fields"]["records"].as_u64())
+}
+
+/// Every JSON log line whose message is `message`, as its `fields`.
+pub fn log_events(text: &str, message: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message)
+        .map(|v| v["fields"].clone())
+        .collect()
 }
 
 /// Sum of the group's committed offsets on `topic` (messages the group will not re-read).
