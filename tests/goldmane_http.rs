@@ -748,3 +748,115 @@ fn tls_with_client_certificates() {
         "only the authenticated request reached the pipeline"
     );
 }
+
+/// Simulator output in Goldmane format (every attack of the default mix), posted over HTTP in
+/// request-sized chunks: the daemon's alerts equal `replay`'s on the same lines.
+#[test]
+fn simulated_goldmane_push_alerts_like_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("sim.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
+        .args([
+            "generate",
+            "--format",
+            "goldmane",
+            "--seed",
+            "5",
+            "--duration",
+            "2h",
+            "--out",
+        ])
+        .arg(&flows)
+        .output()
+        .expect("generate runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = std::fs::read_to_string(&flows)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // A last record a day later closes every simulated window in the daemon too (it does not close
+    // open windows on SIGTERM; they would be checkpointed).
+    let last_start = lines
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["start_time"].as_i64())
+        .expect("a start_time");
+    let closer = format!(
+        r#"{{"Key":{{"source_name":"closer-*","source_namespace":"zz","source_type":1,"dest_name":"pub","dest_type":4,"dest_port":443,"proto":"tcp","reporter":1,"action":1}},"start_time":{},"end_time":{},"packets_out":1,"bytes_out":60,"num_connections_started":1}}"#,
+        last_start + 86_400,
+        last_start + 86_415
+    );
+    lines.push(closer);
+    let all = dir.path().join("all.ndjson");
+    std::fs::write(&all, lines.join("\n") + "\n").unwrap();
+
+    let run_alerts = dir.path().join("run-alerts.jsonl");
+    let run_cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &run_cfg,
+        format!(
+            "[source]\nkind = \"goldmane-http\"\npoll_interval = \"20ms\"\n{COMMON_CONFIG}\n[alerts]\nstdout = false\nfile = {:?}\n",
+            run_alerts
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&run_cfg);
+    let client = http_client();
+    let url = daemon.url();
+    for chunk in lines.chunks(2000) {
+        let (status, text) = post(&client, &url, body(chunk));
+        assert_eq!(status, 200, "{text}");
+    }
+    daemon.stop();
+
+    let replay_alerts = dir.path().join("replay-alerts.jsonl");
+    let replay_cfg = dir.path().join("replay.toml");
+    std::fs::write(
+        &replay_cfg,
+        format!("{COMMON_CONFIG}\n[alerts]\nstdout = false\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
+        .arg("replay")
+        .arg(&all)
+        .arg("--config")
+        .arg(&replay_cfg)
+        .arg("--alerts")
+        .arg(&replay_alerts)
+        .output()
+        .expect("replay runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The closer's own window closes only at replay's end of input.
+    let before_closer = |path: &Path| -> BTreeSet<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|a| {
+                a["window_start"]
+                    .as_i64()
+                    .is_some_and(|s| s < last_start + 86_400)
+            })
+            .filter_map(|a| a["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let from_replay = before_closer(&replay_alerts);
+    assert!(
+        !from_replay.is_empty(),
+        "the simulated attacks raise alerts"
+    );
+    assert_eq!(
+        before_closer(&run_alerts),
+        from_replay,
+        "HTTP push alerts exactly like replay"
+    );
+}
