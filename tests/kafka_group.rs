@@ -181,11 +181,21 @@ fn two_daemons_split_partitions_and_one_takes_over_with_warm_baselines() {
         "no state hand-over:\n{}",
         a.log()
     );
-    let restored = log_events(&a.log(), "partition state restored");
-    let moved: BTreeSet<i32> = restored
-        .iter()
-        .filter_map(|e| e["partition"].as_i64().map(|p| p as i32))
-        .collect();
+    // Each moved partition logs its own restore; wait (bounded) until all of b's have.
+    let moved_now = || -> (Vec<serde_json::Value>, BTreeSet<i32>) {
+        let restored = log_events(&a.log(), "partition state restored");
+        let moved = restored
+            .iter()
+            .filter_map(|e| e["partition"].as_i64().map(|p| p as i32))
+            .collect();
+        (restored, moved)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut restored, mut moved) = moved_now();
+    while moved != b_parts && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        (restored, moved) = moved_now();
+    }
     assert_eq!(moved, b_parts, "exactly b's partitions were handed over");
     let warm: u64 = restored
         .iter()
