@@ -202,6 +202,32 @@ fn alert_detectors(path: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Runs `flowwarden replay` on `input` with the tests' common config; returns its alerts file.
+fn replay(dir: &Path, input: &Path) -> std::path::PathBuf {
+    let replay_alerts = dir.join("replay-alerts.jsonl");
+    let replay_cfg = dir.join("replay.toml");
+    std::fs::write(
+        &replay_cfg,
+        format!("{COMMON_CONFIG}\n[alerts]\nstdout = false\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
+        .arg("replay")
+        .arg(input)
+        .arg("--config")
+        .arg(&replay_cfg)
+        .arg("--alerts")
+        .arg(&replay_alerts)
+        .output()
+        .expect("replay runs");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    replay_alerts
+}
+
 const COMMON_CONFIG: &str = r#"
 [goldmane_http]
 listen = "127.0.0.1:0"
@@ -271,27 +297,7 @@ fn daemon_fed_over_http_alerts_like_replay() {
     }
     daemon.stop();
 
-    let replay_alerts = dir.path().join("replay-alerts.jsonl");
-    let replay_cfg = dir.path().join("replay.toml");
-    std::fs::write(
-        &replay_cfg,
-        format!("{COMMON_CONFIG}\n[alerts]\nstdout = false\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .arg("replay")
-        .arg(&replay_input)
-        .arg("--config")
-        .arg(&replay_cfg)
-        .arg("--alerts")
-        .arg(&replay_alerts)
-        .output()
-        .expect("replay runs");
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let replay_alerts = replay(dir.path(), &replay_input);
 
     let from_run = alert_ids(&run_alerts);
     let from_replay = alert_ids(&replay_alerts);
@@ -814,27 +820,7 @@ fn simulated_goldmane_push_alerts_like_replay() {
     }
     daemon.stop();
 
-    let replay_alerts = dir.path().join("replay-alerts.jsonl");
-    let replay_cfg = dir.path().join("replay.toml");
-    std::fs::write(
-        &replay_cfg,
-        format!("{COMMON_CONFIG}\n[alerts]\nstdout = false\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_flowwarden"))
-        .arg("replay")
-        .arg(&all)
-        .arg("--config")
-        .arg(&replay_cfg)
-        .arg("--alerts")
-        .arg(&replay_alerts)
-        .output()
-        .expect("replay runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let replay_alerts = replay(dir.path(), &all);
     // The closer's own window closes only at replay's end of input.
     let before_closer = |path: &Path| -> BTreeSet<String> {
         std::fs::read_to_string(path)
