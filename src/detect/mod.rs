@@ -228,6 +228,62 @@ pub fn severity_for(ratio: f64, base: u8) -> u8 {
     (base as f64 + extra).round().clamp(0.0, 100.0) as u8
 }
 
+/// Thresholds of a distinct-count detector (port scan, IP sweep): on all destinations, on denied
+/// ones, and relative to the workload's warm history (`max(relative_min, relative_factor × usual)`).
+pub struct DistinctThresholds {
+    /// Distinct destinations in one window.
+    pub all: u64,
+    /// Distinct denied destinations in one window.
+    pub denied: u64,
+    /// Floor of the history-relative threshold.
+    pub relative_min: u64,
+    /// Multiple of the usual count.
+    pub relative_factor: f64,
+}
+
+/// The count that is furthest over its threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DistinctVerdict {
+    /// Observed / threshold (1.0 = alert).
+    pub ratio: f64,
+    /// The count judged.
+    pub observed: f64,
+    /// Its absolute threshold (for the band).
+    pub threshold: u64,
+    /// Whether the denied count decided.
+    pub denied_only: bool,
+}
+
+/// Judges a distinct count of all destinations and of denied ones against `t`; `usual` is the
+/// workload's warm mean of the all-destinations count (`None` before warm-up).
+pub fn distinct_verdict(
+    all: f64,
+    denied: f64,
+    usual: Option<f64>,
+    t: &DistinctThresholds,
+) -> DistinctVerdict {
+    let relative = usual.map_or(0.0, |m| {
+        all / (t.relative_min as f64).max(t.relative_factor * m)
+    });
+    let r_all = (all / t.all as f64).max(relative);
+    let r_denied = denied / t.denied as f64;
+    if r_denied >= r_all {
+        DistinctVerdict {
+            ratio: r_denied,
+            observed: denied,
+            threshold: t.denied,
+            denied_only: true,
+        }
+    } else {
+        DistinctVerdict {
+            ratio: r_all,
+            observed: all,
+            threshold: t.all,
+            denied_only: false,
+        }
+    }
+}
+
 /// Robust z-score of `x` against a baseline feature: the deviation floor is the larger of the
 /// standard deviation, `rel_floor` times the mean, and `abs_floor`, so steady workloads do not page on
 /// tiny wobbles.

@@ -4,7 +4,10 @@
 
 use crate::alert::Band;
 use crate::baseline::{Baseline, Feature};
-use crate::detect::{severity_for, top_peers_json, DetectContext, Detector, Finding, Scope};
+use crate::detect::{
+    distinct_verdict, severity_for, top_peers_json, DetectContext, Detector, DistinctThresholds,
+    Finding, Scope,
+};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
 use serde::{Deserialize, Serialize};
@@ -70,32 +73,26 @@ impl Detector for PortScan {
         let cfg = &ctx.cfg.port_scan;
         let ports = agg.dst_ports.count() as f64;
         let denied = agg.denied_ports.count() as f64;
-        let r_all = ports / cfg.distinct_ports as f64;
-        let r_denied = denied / cfg.distinct_denied_ports as f64;
-        let r_all = r_all.max(relative_ratio(
+        let usual = baseline
+            .filter(|b| ctx.is_warm(Some(b)))
+            .map(|b| b.mean(Feature::DstPorts));
+        let v = distinct_verdict(
             ports,
-            baseline
-                .filter(|b| ctx.is_warm(Some(b)))
-                .map(|b| b.mean(Feature::DstPorts)),
-            cfg.relative_min_ports,
-            cfg.relative_factor,
-        ));
-        let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (
-                r_denied,
-                denied,
-                cfg.distinct_denied_ports,
-                true,
-                "distinct_denied_dest_ports",
-            )
+            denied,
+            usual,
+            &DistinctThresholds {
+                all: cfg.distinct_ports,
+                denied: cfg.distinct_denied_ports,
+                relative_min: cfg.relative_min_ports,
+                relative_factor: cfg.relative_factor,
+            },
+        );
+        let (ratio, observed, threshold, denied_only) =
+            (v.ratio, v.observed, v.threshold, v.denied_only);
+        let feature = if denied_only {
+            "distinct_denied_dest_ports"
         } else {
-            (
-                r_all,
-                ports,
-                cfg.distinct_ports,
-                false,
-                "distinct_dest_ports",
-            )
+            "distinct_dest_ports"
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;
@@ -142,14 +139,5 @@ pub fn single_peer(agg: &WindowAggregate) -> Option<WorkloadId> {
         Some(first)
     } else {
         None
-    }
-}
-
-/// Ratio of a distinct count to its history-relative threshold `max(floor, factor × mean)`; 0 when
-/// there is no warm history.
-pub fn relative_ratio(observed: f64, mean: Option<f64>, floor: u64, factor: f64) -> f64 {
-    match mean {
-        Some(m) => observed / (floor as f64).max(factor * m),
-        None => 0.0,
     }
 }

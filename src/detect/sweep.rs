@@ -3,7 +3,10 @@
 
 use crate::alert::Band;
 use crate::baseline::{Baseline, Feature};
-use crate::detect::{severity_for, top_peers_json, DetectContext, Detector, Finding, Scope};
+use crate::detect::{
+    distinct_verdict, severity_for, top_peers_json, DetectContext, Detector, DistinctThresholds,
+    Finding, Scope,
+};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
 use serde::{Deserialize, Serialize};
@@ -69,32 +72,26 @@ impl Detector for IpSweep {
         let cfg = &ctx.cfg.ip_sweep;
         let hosts = agg.dst_hosts.count() as f64;
         let denied = agg.denied_hosts.count() as f64;
-        let r_all = hosts / cfg.distinct_hosts as f64;
-        let r_denied = denied / cfg.distinct_denied_hosts as f64;
-        let r_all = r_all.max(crate::detect::scan::relative_ratio(
+        let usual = baseline
+            .filter(|b| ctx.is_warm(Some(b)))
+            .map(|b| b.mean(Feature::DstHosts));
+        let v = distinct_verdict(
             hosts,
-            baseline
-                .filter(|b| ctx.is_warm(Some(b)))
-                .map(|b| b.mean(Feature::DstHosts)),
-            cfg.relative_min_hosts,
-            cfg.relative_factor,
-        ));
-        let (ratio, observed, threshold, denied_only, feature) = if r_denied >= r_all {
-            (
-                r_denied,
-                denied,
-                cfg.distinct_denied_hosts,
-                true,
-                "distinct_denied_dest_hosts",
-            )
+            denied,
+            usual,
+            &DistinctThresholds {
+                all: cfg.distinct_hosts,
+                denied: cfg.distinct_denied_hosts,
+                relative_min: cfg.relative_min_hosts,
+                relative_factor: cfg.relative_factor,
+            },
+        );
+        let (ratio, observed, threshold, denied_only) =
+            (v.ratio, v.observed, v.threshold, v.denied_only);
+        let feature = if denied_only {
+            "distinct_denied_dest_hosts"
         } else {
-            (
-                r_all,
-                hosts,
-                cfg.distinct_hosts,
-                false,
-                "distinct_dest_hosts",
-            )
+            "distinct_dest_hosts"
         };
         if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
             return;
