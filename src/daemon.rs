@@ -304,6 +304,10 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     tracing::info!(source = %cfg.source.kind, threads, "flowwarden running");
     let mut ended = false;
     let mut last_checkpoint = Instant::now();
+    // Idle waits start short and double up to `poll_interval`: a busy followed file is picked up
+    // within about a millisecond of a write (record-to-alert latency), an idle one costs a few
+    // wake-ups per second.
+    let mut idle_wait = MIN_IDLE_WAIT;
     while !signals.shutdown.load(Ordering::SeqCst) {
         if signals.reload.swap(false, Ordering::SeqCst) {
             match crate::config::Config::load_or_default(cfg_path.as_deref()) {
@@ -348,8 +352,11 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
                 ended = true;
                 break;
             }
-            Poll::Idle if batch.is_empty() => std::thread::sleep(poll_interval),
-            _ => {}
+            Poll::Idle if batch.is_empty() => {
+                std::thread::sleep(idle_wait.min(poll_interval));
+                idle_wait = (idle_wait * 2).min(poll_interval);
+            }
+            _ => idle_wait = MIN_IDLE_WAIT,
         }
     }
     crate::telemetry::set_shutting_down();
@@ -381,6 +388,9 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
     }
     Ok(())
 }
+
+/// First wait after a source runs dry (see the run loop).
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
 
 /// The short summary the embedded demo ends with.
 fn demo_summary(

@@ -26,6 +26,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Measure the pipeline over input held in memory: records/s, stages, memory, latency.
     Bench(cli::bench::BenchArgs),
+    /// Record-to-alert latency of the fast-path detectors through the daemon at a set rate.
+    Latency(cli::latency::LatencyArgs),
     /// Replay inputs with scores and judge them against labels and episodes (ROC/PR-AUC, detection).
     Eval(cli::eval::EvalArgs),
     /// Send flow-log lines to a Kafka topic, keyed by source workload (creates the topic if missing).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Latency(a) => cli::latency::run(a),
         Command::Produce(a) => cli::produce::run(a),
         Command::CheckConfig(a) => cli::check_config(a),
         Command::Train(a) => cli::train::run(a),

@@ -43,6 +43,9 @@ pub struct RunStats {
     pub alerts: u64,
     /// Alerts per detector.
     pub alerts_by_detector: BTreeMap<String, u64>,
+    /// Early (provisional) alerts raised on open windows by the fast path; not in `alerts`.
+    #[serde(default)]
+    pub early_alerts: u64,
 }
 
 /// Wall time spent in each stage so far (`bench`). Measured per batch, not per record, so it
@@ -107,8 +110,8 @@ pub struct PipelineSnapshot {
 }
 
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
-/// state keeps edge peaks).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// state keeps edge peaks; 3: aggregates remember fast-path alerts, counters count early alerts).
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Options that are not part of the config file.
 #[derive(Debug, Clone)]
@@ -145,6 +148,16 @@ struct Shard {
     decoder: Option<Decoder>,
 }
 
+/// A fast-path threshold crossing found while aggregating (see [`crate::detect::fast_path`]).
+struct EarlyHit {
+    /// Position of the crossing record in the batch (orders hits as the input is ordered).
+    idx: usize,
+    /// The crossing record's end time (the alert's time).
+    time: i64,
+    window: i64,
+    finding: Finding,
+}
+
 /// A decoded line waiting for its window.
 struct Decoded {
     line: u64,
@@ -171,6 +184,10 @@ pub struct Pipeline {
     score_refs: Option<BTreeMap<i64, Vec<ScoreRef>>>,
     scores: Vec<f32>,
     stage_times: StageTimes,
+    fast_path: Option<crate::detect::fast_path::FastPath>,
+    /// Last window an early alert was raised for, per (detector, workload): early alerts of a
+    /// sustained scan are suppressed like [`AlertBook`] suppresses repeats, in input order.
+    early_last: FxHashMap<(&'static str, WorkloadId), i64>,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
@@ -216,6 +233,8 @@ impl Pipeline {
             score_refs: opts.scores.then(BTreeMap::new),
             scores: Vec::new(),
             stage_times: StageTimes::default(),
+            fast_path: crate::detect::fast_path::FastPath::from_config(&cfg.detect),
+            early_last: FxHashMap::default(),
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
@@ -603,10 +622,10 @@ impl Pipeline {
         let frontier = clock.frontier();
         let assigned = Instant::now();
         self.stage_times.assign += assigned - started;
-        self.aggregate();
+        let hits = self.aggregate();
+        let mut alerts = self.raise_early(hits);
         let aggregated = Instant::now();
         self.stage_times.aggregate += aggregated - assigned;
-        let mut alerts = Vec::new();
         if let Some(f) = frontier {
             let closable: BTreeSet<i64> = self
                 .shards
@@ -620,11 +639,42 @@ impl Pipeline {
         Ok(alerts)
     }
 
-    fn aggregate(&mut self) {
+    /// Folds the batch's records into the shards' open windows; returns the fast-path threshold
+    /// crossings, judged on each aggregate as it stood at the crossing record.
+    fn aggregate(&mut self) -> Vec<EarlyHit> {
         let threads = self.threads as u64;
         let records = &self.records;
         let windows = &self.windows;
-        let work = |s: usize, shard: &mut Shard| {
+        let fast_path = self.fast_path;
+        let clock = self.clock.clone();
+        let detect_cfg = &self.cfg.detect;
+        let cluster = &self.cluster;
+        let warmup_windows = self.baselines.config().warmup_windows;
+        let no_profiles = FxHashMap::default();
+        let work = |s: usize, shard: &mut Shard| -> Vec<EarlyHit> {
+            let mut hits = Vec::new();
+            let mut early =
+                |idx: usize, id: WorkloadId, w: i64, agg: &WindowAggregate, bits: u8| {
+                    let Some(clock) = &clock else { return };
+                    let ctx = DetectContext {
+                        window: w,
+                        window_start: clock.start_of(w),
+                        window_end: clock.start_of(w + 1),
+                        cfg: detect_cfg,
+                        soft: false,
+                        cluster,
+                        warmup_windows,
+                        namespace_profiles: &no_profiles,
+                    };
+                    let mut found = Vec::new();
+                    crate::detect::fast_path::findings(&ctx, id, agg, bits, &mut found);
+                    hits.extend(found.into_iter().map(|finding| EarlyHit {
+                        idx,
+                        time: records[idx].end_time,
+                        window: w,
+                        finding,
+                    }));
+                };
             // Records of a batch mostly share a window: look the window's map up once per run of
             // equal windows, not twice per record.
             let mut i = 0;
@@ -636,9 +686,16 @@ impl Pipeline {
                 // A shard holds only the windows it has records for.
                 if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
                     let map = shard.windows.entry(w).or_default();
-                    for rec in run_records {
+                    for (k, rec) in run_records.iter().enumerate() {
                         if owns(rec.src.id) {
-                            map.entry(rec.src.id).or_default().add(rec, Side::Source);
+                            let agg = map.entry(rec.src.id).or_default();
+                            let changed = agg.add(rec, Side::Source);
+                            if let Some(fp) = &fast_path {
+                                let bits = fp.crossed(agg, changed);
+                                if bits != 0 {
+                                    early(i + k, rec.src.id, w, agg, bits);
+                                }
+                            }
                         }
                         if owns(rec.dst.id) && rec.dst.id != rec.src.id {
                             map.entry(rec.dst.id)
@@ -649,17 +706,84 @@ impl Pipeline {
                 }
                 i += run;
             }
+            hits
         };
-        if self.threads == 1 {
-            work(0, &mut self.shards[0]);
-            return;
+        // Spawning costs more than folding a small batch (the low-latency case: a followed file
+        // or Kafka delivering a few hundred lines at a time).
+        if self.threads == 1 || records.len() < PARALLEL_AGGREGATE_MIN {
+            let mut hits = Vec::new();
+            for (s, shard) in self.shards.iter_mut().enumerate() {
+                hits.extend(work(s, shard));
+            }
+            return hits;
         }
         std::thread::scope(|sc| {
-            for (s, shard) in self.shards.iter_mut().enumerate() {
-                let work = &work;
-                sc.spawn(move || work(s, shard));
-            }
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .enumerate()
+                .map(|(s, shard)| {
+                    let work = &work;
+                    sc.spawn(move || work(s, shard))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(v) => v,
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect()
+        })
+    }
+
+    /// Turns fast-path crossings into early alerts, in input order, suppressing a detector's
+    /// repeats for the same workload within the alert suppression horizon.
+    fn raise_early(&mut self, mut hits: Vec<EarlyHit>) -> Vec<Alert> {
+        if hits.is_empty() {
+            return Vec::new();
+        }
+        let Some(len) = self.clock.as_ref().map(|c| c.len()) else {
+            return Vec::new();
+        };
+        hits.sort_by(|a, b| {
+            a.idx
+                .cmp(&b.idx)
+                .then(a.finding.detector.cmp(b.finding.detector))
         });
+        let horizon = self.early_horizon_windows(len);
+        let mut out = Vec::new();
+        for hit in hits {
+            let f = &hit.finding;
+            if f.severity < self.cfg.alerts.min_severity {
+                continue;
+            }
+            let key = (f.detector, f.workload);
+            if let Some(&last) = self.early_last.get(&key) {
+                if (hit.window - last).abs() <= horizon {
+                    continue;
+                }
+            }
+            self.early_last.insert(key, hit.window);
+            let clock = self.clock.as_ref().expect("checked above");
+            let mut alert = crate::alert::book::to_alert(
+                f,
+                clock.start_of(hit.window),
+                clock.start_of(hit.window + 1),
+            );
+            alert.provisional = true;
+            alert.time = hit.time;
+            self.stats.early_alerts += 1;
+            out.push(alert);
+        }
+        out
+    }
+
+    /// The alert suppression horizon in windows of `len` seconds.
+    fn early_horizon_windows(&self, len: i64) -> i64 {
+        let suppression =
+            crate::window::parse_duration_s(&self.cfg.alerts.suppression).unwrap_or(3600);
+        (suppression + len - 1).div_euclid(len.max(1))
     }
 
     /// Scores windows `ws` (ascending), updates baselines and cluster state, returns their alerts.
@@ -673,6 +797,12 @@ impl Pipeline {
             let started = std::time::Instant::now();
             alerts.extend(self.close_window(w));
             crate::telemetry::record_window_close(1, started.elapsed());
+        }
+        if let (Some(&last), Some(len)) = (ws.last(), self.window_length()) {
+            if !self.early_last.is_empty() {
+                let horizon = self.early_horizon_windows(len);
+                self.early_last.retain(|_, w| *w + horizon >= last);
+            }
         }
         alerts
     }
@@ -821,6 +951,9 @@ pub fn group_of(id: WorkloadId, info: &crate::flow::WorkloadInfo) -> WorkloadId 
 
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;
+
+/// Batches with fewer records than this are aggregated on the caller's thread.
+const PARALLEL_AGGREGATE_MIN: usize = 256;
 
 fn decode_line(dec: &mut Decoder, batch: &LineBatch, i: usize) -> Result<FlowRecord, DecodeError> {
     if let Some(n) = batch.lines[i].truncated_len {

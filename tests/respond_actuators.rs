@@ -268,6 +268,7 @@ fn alert(time: i64) -> Alert {
         },
         feature: "distinct_dest_ports".into(),
         soc2: vec!["CC7.2".into()],
+        provisional: false,
     }
 }
 

@@ -55,6 +55,7 @@ fn alert() -> Alert {
         band: Band::default(),
         feature: "period_regularity".into(),
         soc2: vec!["CC7.2".into()],
+        provisional: false,
     }
 }
 

@@ -184,6 +184,7 @@ pub fn to_alert(f: &Finding, window_start: i64, window_end: i64) -> Alert {
         },
         feature: f.feature.into(),
         soc2: m.soc2.iter().map(|s| s.to_string()).collect(),
+        provisional: false,
     }
 }
 

@@ -37,17 +37,18 @@ impl Default for DistinctCounter {
 }
 
 impl DistinctCounter {
-    /// Adds an already-mixed hash.
+    /// Adds an already-mixed hash; true when the counter changed (its count may have grown), so
+    /// callers watching a threshold re-estimate only then.
     #[inline]
-    pub fn insert_hash(&mut self, h: u64) {
+    pub fn insert_hash(&mut self, h: u64) -> bool {
         match self {
             DistinctCounter::Exact(v) => {
                 if v.contains(&h) {
-                    return;
+                    return false;
                 }
                 if v.len() < EXACT_CAP {
                     v.push(h);
-                    return;
+                    return true;
                 }
                 let mut regs = vec![0u8; HLL_M].into_boxed_slice();
                 for &x in v.iter() {
@@ -55,15 +56,16 @@ impl DistinctCounter {
                 }
                 hll_add(&mut regs, h);
                 *self = DistinctCounter::Hll(regs);
+                true
             }
             DistinctCounter::Hll(regs) => hll_add(regs, h),
         }
     }
 
-    /// Adds a raw value (mixed first).
+    /// Adds a raw value (mixed first); see [`DistinctCounter::insert_hash`].
     #[inline]
-    pub fn insert(&mut self, v: u64) {
-        self.insert_hash(mix64(v));
+    pub fn insert(&mut self, v: u64) -> bool {
+        self.insert_hash(mix64(v))
     }
 
     /// Estimated number of distinct values.
@@ -108,15 +110,18 @@ impl DistinctCounter {
     }
 }
 
+/// Raises one register; true when it grew.
 #[inline]
-fn hll_add(regs: &mut [u8], h: u64) {
+fn hll_add(regs: &mut [u8], h: u64) -> bool {
     let idx = (h >> (64 - HLL_P)) as usize;
     let rest = (h << HLL_P) | (1 << (HLL_P - 1));
     let rank = rest.leading_zeros() as u8 + 1;
-    if let Some(r) = regs.get_mut(idx) {
-        if rank > *r {
+    match regs.get_mut(idx) {
+        Some(r) if rank > *r => {
             *r = rank;
+            true
         }
+        _ => false,
     }
 }
 
@@ -275,13 +280,13 @@ mod tests {
         fn merge_is_order_independent(a in proptest::collection::vec(0u64..500, 0..200), b in proptest::collection::vec(0u64..500, 0..200)) {
             let mut x = DistinctCounter::default();
             let mut y = DistinctCounter::default();
-            a.iter().for_each(|v| x.insert(*v));
-            b.iter().for_each(|v| y.insert(*v));
+            a.iter().for_each(|v| { x.insert(*v); });
+            b.iter().for_each(|v| { y.insert(*v); });
             let mut xy = x.clone(); xy.merge(&y);
             let mut yx = y.clone(); yx.merge(&x);
             prop_assert_eq!(xy.count(), yx.count());
             let mut all = DistinctCounter::default();
-            a.iter().chain(b.iter()).for_each(|v| all.insert(*v));
+            a.iter().chain(b.iter()).for_each(|v| { all.insert(*v); });
             prop_assert_eq!(all.count(), xy.count());
         }
     }

@@ -8,6 +8,8 @@
 //! plain struct of every reference field ([`ParseOnlyFlow`]) and does nothing else, so the ratio
 //! "end to end / parse only" says how much the pipeline costs beyond reading the JSON.
 
+pub mod latency;
+
 use crate::config::Config;
 use crate::flow::{Decoder, WorkloadId};
 use crate::pipeline::{Footprint, Pipeline, PipelineOptions, RunStats, StageTimes};

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod latency;
 pub mod produce;
 pub mod replay;
 pub mod run;

@@ -13,6 +13,7 @@ pub mod beaconing;
 pub mod deny_surge;
 pub mod edge_burst;
 pub mod egress;
+pub mod fast_path;
 pub mod multivariate;
 pub mod new_peer;
 pub mod rarity;
@@ -136,6 +137,8 @@ pub struct DetectConfig {
     pub edge_burst: edge_burst::EdgeBurstConfig,
     /// Feature vector against history and namespace peers.
     pub multivariate: multivariate::MultivariateConfig,
+    /// Early port-scan / IP-sweep alerts on open windows.
+    pub fast_path: fast_path::FastPathConfig,
 }
 
 impl DetectConfig {

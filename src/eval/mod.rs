@@ -556,6 +556,7 @@ mod tests {
             band: Band::default(),
             feature: String::new(),
             soc2: Vec::new(),
+            provisional: false,
         }
     }
 

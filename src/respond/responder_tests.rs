@@ -47,6 +47,7 @@ fn alert(workload: &str, labels: &[&str], detector: &str, severity: u8, time: i6
         },
         feature: "distinct_dest_ports".into(),
         soc2: vec!["CC7.2".into()],
+        provisional: false,
     }
 }
 

@@ -660,9 +660,12 @@ impl KafkaSource {
             &self.state,
             &mut self.changes,
         );
+        // Wait for the first message only, then take what is already fetched: a trickle is handed
+        // to the pipeline at once (record-to-alert latency), a backlog still fills whole batches.
+        let mut received = false;
         loop {
             let now = Instant::now();
-            let timeout = if merger.buffered() >= want {
+            let timeout = if received || merger.buffered() >= want {
                 Duration::ZERO
             } else {
                 deadline.saturating_duration_since(now)
@@ -670,6 +673,7 @@ impl KafkaSource {
             let Some(result) = consumer.poll(timeout) else {
                 break;
             };
+            received = true;
             // Rebalance callbacks run inside `poll`: apply them before the messages that follow.
             apply_group_events(state, merger, topics, changes);
             match result {

@@ -91,6 +91,21 @@ pub struct WindowAggregate {
     pub first_seen: i64,
     /// Time of the last record.
     pub last_seen: i64,
+    /// Fast-path detectors that already raised an early alert for this window
+    /// ([`crate::detect::fast_path`] bits), so each fires at most once per workload and window.
+    pub early_fired: u8,
+}
+
+/// Bits of [`WindowAggregate::add`]'s result: which distinct counters changed.
+pub mod grew {
+    /// `dst_ports`.
+    pub const DST_PORTS: u8 = 1;
+    /// `denied_ports`.
+    pub const DENIED_PORTS: u8 = 2;
+    /// `dst_hosts`.
+    pub const DST_HOSTS: u8 = 4;
+    /// `denied_hosts`.
+    pub const DENIED_HOSTS: u8 = 8;
 }
 
 /// Which side of a record a workload is on.
@@ -128,9 +143,11 @@ pub fn host_hash(ep: &Endpoint) -> u64 {
 }
 
 impl WindowAggregate {
-    /// Folds one record in, from the given side's point of view.
+    /// Folds one record in, from the given side's point of view. Returns the [`grew`] bits of the
+    /// source-side distinct counters that changed (the fast path re-checks thresholds only then).
     #[inline]
-    pub fn add(&mut self, rec: &FlowRecord, side: Side) {
+    pub fn add(&mut self, rec: &FlowRecord, side: Side) -> u8 {
+        let mut changed = 0u8;
         if self.first_seen == 0 || rec.end_time < self.first_seen {
             self.first_seen = rec.end_time;
         }
@@ -158,12 +175,12 @@ impl WindowAggregate {
                     self.max_record_bytes = self.max_record_bytes.max(rec.bytes_out);
                 }
                 let port_key = u64::from(port) | (u64::from(rec.proto.0) << 16);
-                self.dst_ports.insert(port_key);
                 let host = host_hash(&rec.dst);
-                self.dst_hosts.insert_hash(host);
+                changed |= u8::from(self.dst_ports.insert(port_key)) * grew::DST_PORTS;
+                changed |= u8::from(self.dst_hosts.insert_hash(host)) * grew::DST_HOSTS;
                 if denied {
-                    self.denied_ports.insert(port_key);
-                    self.denied_hosts.insert_hash(host);
+                    changed |= u8::from(self.denied_ports.insert(port_key)) * grew::DENIED_PORTS;
+                    changed |= u8::from(self.denied_hosts.insert_hash(host)) * grew::DENIED_HOSTS;
                 }
                 self.add_peer(rec, &rec.dst, true, counts, denied);
             }
@@ -185,6 +202,7 @@ impl WindowAggregate {
                 self.add_peer(rec, &rec.src, false, counts, denied);
             }
         }
+        changed
     }
 
     #[inline]
