@@ -33,6 +33,10 @@ pub enum Via {
         brokers: String,
         /// Topic (created when missing, one partition).
         topic: String,
+        /// Producer `linger.ms`.
+        linger_ms: u32,
+        /// Consumer `fetch.wait.max.ms` (how long the broker may hold a fetch).
+        fetch_wait_ms: u32,
     },
 }
 
@@ -74,6 +78,9 @@ pub struct LatencyReport {
     pub latency_us: Percentiles,
     /// Early alerts of other workloads (background traffic crossing a threshold).
     pub other_early_alerts: u64,
+    /// The five slowest scans: (seconds into the run the crossing record was written, latency µs),
+    /// to line spikes up with window closes.
+    pub slowest: Vec<(f64, u64)>,
 }
 
 /// Namespace of the injected scanners (the background never uses it).
@@ -97,13 +104,19 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
                 .open(&flows)
                 .with_context(|| format!("opening {}", flows.display()))?,
         ),
-        Via::Kafka { brokers, topic } => {
+        Via::Kafka {
+            brokers,
+            topic,
+            linger_ms,
+            ..
+        } => {
             let mut kcfg = crate::kafka::KafkaConfig {
                 bootstrap_servers: brokers.clone(),
                 ..Default::default()
             };
             crate::kafka::produce::ensure_topic(&kcfg, topic, 1, 1, false)?;
-            kcfg.librdkafka.insert("linger.ms".into(), "0".into());
+            kcfg.librdkafka
+                .insert("linger.ms".into(), linger_ms.to_string());
             Sink::Kafka(crate::kafka::sink::TopicProducer::new(&kcfg, topic)?)
         }
     };
@@ -154,7 +167,13 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
     while daemon.alerted() < scans && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (latencies, other) = daemon.stop()?;
+    let (latencies, other, samples) = daemon.stop()?;
+    let mut slowest: Vec<(f64, u64)> = samples
+        .iter()
+        .map(|(at, us)| (at.saturating_duration_since(started).as_secs_f64(), *us))
+        .collect();
+    slowest.sort_by(|a, b| b.1.cmp(&a.1));
+    slowest.truncate(5);
     let _ = std::fs::remove_dir_all(&dir);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for us in &latencies {
@@ -172,6 +191,7 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
         scans_alerted: latencies.len() as u64,
         latency_us: Percentiles::of(&hist),
         other_early_alerts: other,
+        slowest,
     })
 }
 
@@ -267,15 +287,21 @@ fn daemon_config(opts: &LatencyOptions, flows: &Path) -> String {
             "[source]\nkind = \"file\"\npaths = [{:?}]\nfollow = true\n",
             flows.display().to_string()
         ),
-        Via::Kafka { brokers, topic } => format!(
+        Via::Kafka {
+            brokers,
+            topic,
+            fetch_wait_ms,
+            ..
+        } => format!(
             concat!(
                 "[source]\nkind = \"kafka\"\n\n[kafka]\nbootstrap_servers = {:?}\n",
                 "topics = [{:?}]\ngroup_id = \"flowwarden-latency-{}\"\nstart = \"latest\"\n\n",
-                "[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"5\"\n"
+                "[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"{}\"\n"
             ),
             brokers,
             topic,
-            std::process::id()
+            std::process::id(),
+            fetch_wait_ms
         ),
     };
     format!(
@@ -329,6 +355,8 @@ struct Waiting {
     sent: HashMap<String, Instant>,
     early: HashMap<String, Instant>,
     latencies_us: Vec<u64>,
+    /// (write instant, latency) per settled scan.
+    samples: Vec<(Instant, u64)>,
     other: u64,
     ready: bool,
 }
@@ -339,6 +367,7 @@ impl Waiting {
             // An alert read before `expect` registered the write: the write returned first.
             let us = seen.saturating_duration_since(*sent).as_micros() as u64;
             self.latencies_us.push(us);
+            self.samples.push((*sent, us));
             self.sent.remove(name);
         }
     }
@@ -434,7 +463,7 @@ impl Daemon {
             .map_or(0, |g| g.latencies_us.len() as u64)
     }
 
-    fn stop(mut self) -> anyhow::Result<(Vec<u64>, u64)> {
+    fn stop(mut self) -> anyhow::Result<(Vec<u64>, u64, Vec<(Instant, u64)>)> {
         // SIGTERM: the daemon flushes and exits 0.
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -453,7 +482,7 @@ impl Daemon {
             .waiting
             .lock()
             .map_err(|_| anyhow::anyhow!("latency reader panicked"))?;
-        Ok((g.latencies_us.clone(), g.other))
+        Ok((g.latencies_us.clone(), g.other, g.samples.clone()))
     }
 }
 

@@ -15,6 +15,12 @@ pub struct LatencyArgs {
     /// With `--via kafka`: topic (created with one partition when missing).
     #[arg(long, default_value = "flowwarden-latency")]
     pub topic: String,
+    /// With `--via kafka`: the writer's producer `linger.ms`.
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u32,
+    /// With `--via kafka`: the daemon's consumer `fetch.wait.max.ms`.
+    #[arg(long, default_value_t = 5)]
+    pub fetch_wait_ms: u32,
     /// Records per second to write.
     #[arg(long, default_value_t = 50_000)]
     pub rate: u64,
@@ -42,6 +48,8 @@ pub fn run(a: LatencyArgs) -> anyhow::Result<()> {
         "kafka" => Via::Kafka {
             brokers: a.brokers.clone(),
             topic: a.topic.clone(),
+            linger_ms: a.linger_ms,
+            fetch_wait_ms: a.fetch_wait_ms,
         },
         other => anyhow::bail!("--via: expected `file` or `kafka`, got {other:?}"),
     };
