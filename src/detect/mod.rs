@@ -136,6 +136,8 @@ pub struct DetectConfig {
     pub edge_burst: edge_burst::EdgeBurstConfig,
     /// Feature vector against history and namespace peers.
     pub multivariate: multivariate::MultivariateConfig,
+    /// Policy ledger: loosened and drifting policy decisions, staged-policy impact.
+    pub policy_drift: crate::policy_insight::PolicyDriftConfig,
 }
 
 impl DetectConfig {
@@ -147,6 +149,9 @@ impl DetectConfig {
         self.ip_sweep
             .validate()
             .map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
+        self.policy_drift
+            .validate()
+            .map_err(|(k, m)| (format!("detect.policy_drift.{k}"), m))?;
         let positive = |name: &str, key: &str, v: f64| -> Result<(), (String, String)> {
             if v.is_finite() && v > 0.0 {
                 Ok(())
