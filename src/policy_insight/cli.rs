@@ -123,14 +123,16 @@ pub fn run_recommend(a: RecommendArgs) -> anyhow::Result<()> {
                 None,
                 &mut |alert| {
                     if alert.severity >= a.exclude_severity {
-                        anomalous.entry(group_of_key(&alert.workload)).or_insert_with(|| {
-                            format!(
-                                "anomalous while learning: {} alert (severity {}) at {}",
-                                alert.detector,
-                                alert.severity,
-                                super::impact::time_text(alert.time)
-                            )
-                        });
+                        anomalous
+                            .entry(group_of_key(&alert.workload))
+                            .or_insert_with(|| {
+                                format!(
+                                    "anomalous while learning: {} alert (severity {}) at {}",
+                                    alert.detector,
+                                    alert.severity,
+                                    super::impact::time_text(alert.time)
+                                )
+                            });
                     }
                     Ok(())
                 },

@@ -110,10 +110,7 @@ mod tests {
 
     #[test]
     fn every_shape_of_one_policy_is_one_name() {
-        for raw in [
-            "default|shop/allow-web",
-            "default|shop/default.allow-web",
-        ] {
+        for raw in ["default|shop/allow-web", "default|shop/default.allow-web"] {
             assert_eq!(canonical_policy(raw), "default|shop/allow-web");
         }
         for raw in ["platform|platform.allow-dns", "platform|allow-dns"] {

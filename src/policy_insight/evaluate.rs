@@ -185,7 +185,11 @@ fn cidr_contains(policy: &str, cidr: &str, ip: IpAddr) -> Result<bool, EvalError
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) if len <= 128 => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
@@ -229,7 +233,11 @@ fn peer_matches(policy: &str, e: &EntityRule, peer: &Peer) -> Result<bool, EvalE
             }
             // An address aggregated away: only its class (`pub` / `pvt`) is known.
             None => {
-                let class = if peer.public { "0.0.0.0/0" } else { PRIVATE_NETS[0] };
+                let class = if peer.public {
+                    "0.0.0.0/0"
+                } else {
+                    PRIVATE_NETS[0]
+                };
                 if !e.nets.iter().any(|n| n == class) {
                     return Ok(false);
                 }
@@ -284,7 +292,11 @@ impl Evaluator {
                 continue;
             }
             selected = true;
-            let rules = if ingress { &p.spec.ingress } else { &p.spec.egress };
+            let rules = if ingress {
+                &p.spec.ingress
+            } else {
+                &p.spec.egress
+            };
             for r in rules {
                 if r.protocol
                     .as_deref()
@@ -361,14 +373,34 @@ spec:
     fn rules_in_order_then_the_end_of_tier_denies() {
         let ev = Evaluator::new(vec![policy(CART)]).expect("valid");
         let cart = pod("shop", "cart");
-        let v = |ingress, peer: &Peer, port, proto| ev.side(ingress, &cart, peer, port, proto).expect("ok");
-        assert_eq!(v(true, &pod("shop", "frontend"), 7070, "tcp"), SideVerdict::Allow);
-        assert_eq!(v(true, &pod("shop", "frontend"), 7071, "tcp"), SideVerdict::Deny);
-        assert_eq!(v(true, &pod("other", "frontend"), 7070, "tcp"), SideVerdict::Deny);
-        assert_eq!(v(true, &pod("shop", "frontend"), 7070, "udp"), SideVerdict::Deny);
-        let public = Peer { public: true, ..Peer::default() };
+        let v = |ingress, peer: &Peer, port, proto| {
+            ev.side(ingress, &cart, peer, port, proto).expect("ok")
+        };
+        assert_eq!(
+            v(true, &pod("shop", "frontend"), 7070, "tcp"),
+            SideVerdict::Allow
+        );
+        assert_eq!(
+            v(true, &pod("shop", "frontend"), 7071, "tcp"),
+            SideVerdict::Deny
+        );
+        assert_eq!(
+            v(true, &pod("other", "frontend"), 7070, "tcp"),
+            SideVerdict::Deny
+        );
+        assert_eq!(
+            v(true, &pod("shop", "frontend"), 7070, "udp"),
+            SideVerdict::Deny
+        );
+        let public = Peer {
+            public: true,
+            ..Peer::default()
+        };
         assert_eq!(v(false, &public, 443, "tcp"), SideVerdict::Allow);
-        let inside = Peer { ip: Some("10.1.2.3".parse().expect("ip")), ..Peer::default() };
+        let inside = Peer {
+            ip: Some("10.1.2.3".parse().expect("ip")),
+            ..Peer::default()
+        };
         assert_eq!(v(false, &inside, 443, "tcp"), SideVerdict::Deny, "notNets");
         let other = pod("shop", "email");
         assert_eq!(
@@ -381,6 +413,9 @@ spec:
     fn unsupported_selectors_are_errors() {
         let mut p = policy(CART);
         p.spec.selector = "app in {'a','b'}".into();
-        assert!(matches!(Evaluator::new(vec![p]), Err(EvalError::Selector(..))));
+        assert!(matches!(
+            Evaluator::new(vec![p]),
+            Err(EvalError::Selector(..))
+        ));
     }
 }

@@ -96,6 +96,9 @@ struct Acc {
 #[derive(Debug, Default)]
 pub struct ImpactBuilder {
     flows: BTreeMap<Key, Acc>,
+    /// Decoder string id → index of its canonical name (shapes of one policy share one index).
+    canonical: rustc_hash::FxHashMap<u32, u32>,
+    names: rustc_hash::FxHashMap<String, u32>,
     records: u64,
     with_pending: u64,
 }
@@ -110,6 +113,17 @@ fn decision(id: u32, kind: crate::flow::policy::PolicyKind, action: Action, rule
 }
 
 impl ImpactBuilder {
+    fn canonical_index(&mut self, id: u32) -> u32 {
+        if let Some(&n) = self.canonical.get(&id) {
+            return n;
+        }
+        let name = canonical_policy(&StringTable::global().resolve(id));
+        let next = self.names.len() as u32;
+        let n = *self.names.entry(name).or_insert(next);
+        self.canonical.insert(id, n);
+        n
+    }
+
     /// Adds one record.
     pub fn add(&mut self, rec: &FlowRecord) {
         self.records += 1;
@@ -133,7 +147,7 @@ impl ImpactBuilder {
             dst: rec.dst.group,
             port: rec.dst.port.unwrap_or(0),
             proto: rec.proto.0,
-            staged: rec.pending_policy,
+            staged: self.canonical_index(rec.pending_policy),
         };
         let acc = self.flows.entry(key).or_insert_with(|| Acc {
             src: rec.src.id,
@@ -296,7 +310,9 @@ mod tests {
             (0, "pvt", "deny", deny),
             (0, "pub", "allow", ""),
         ] {
-            let rec = dec.decode(line(t, dst, action, pending).as_bytes()).expect("decodes");
+            let rec = dec
+                .decode(line(t, dst, action, pending).as_bytes())
+                .expect("decodes");
             b.add(&rec);
         }
         let r = b.finish();
@@ -305,7 +321,10 @@ mod tests {
         let w = &r.workloads[0];
         assert_eq!(w.workload, "imp/cart");
         let f = &w.flows[0];
-        assert_eq!((f.destination.as_str(), f.port, f.records, f.connections), ("pub", 443, 2, 4));
+        assert_eq!(
+            (f.destination.as_str(), f.port, f.records, f.connections),
+            ("pub", 443, 2, 4)
+        );
         assert_eq!((f.first_seen, f.last_seen), (0, 300));
         assert!(to_html(&r).contains("imp/lockdown"));
     }

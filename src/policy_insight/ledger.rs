@@ -333,7 +333,12 @@ impl PolicyLedger {
         if let Some(s) = staged {
             if e.allowed_records >= min_records && e.staged_reported != s.name + 1 {
                 e.staged_reported = s.name + 1;
-                let before = (e.current, e.first_allowed, e.last_allowed, e.allowed_records);
+                let before = (
+                    e.current,
+                    e.first_allowed,
+                    e.last_allowed,
+                    e.allowed_records,
+                );
                 staged_change = Some(Change {
                     kind: ChangeKind::Staged,
                     key,
@@ -376,8 +381,11 @@ impl PolicyLedger {
 
     /// Evicts the eighth of the entries idle longest (ties by key, so the choice is deterministic).
     fn evict(&mut self) {
-        let mut idle: Vec<(i64, FlowKey)> =
-            self.entries.iter().map(|(k, e)| (e.last_seen, *k)).collect();
+        let mut idle: Vec<(i64, FlowKey)> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (e.last_seen, *k))
+            .collect();
         let n = (idle.len() / 8).max(1).min(idle.len());
         idle.select_nth_unstable(n - 1);
         for (_, k) in &idle[..n] {
@@ -407,7 +415,12 @@ impl PolicyLedger {
             .collect()
     }
 
-    fn finding(&self, detector: &'static str, subject: WorkloadId, changes: Vec<Change>) -> Finding {
+    fn finding(
+        &self,
+        detector: &'static str,
+        subject: WorkloadId,
+        changes: Vec<Change>,
+    ) -> Finding {
         let reg = WorkloadRegistry::global();
         let first = &changes[0];
         let before = first.before.map(|b| self.decision(&b.0));
@@ -607,8 +620,16 @@ mod tests {
         let f = l.take_findings(3);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].detector, LOOSENED);
-        assert!(f[0].description.contains("shop/default-deny"), "{}", f[0].description);
-        assert!(f[0].description.contains("allow-debug-all"), "{}", f[0].description);
+        assert!(
+            f[0].description.contains("shop/default-deny"),
+            "{}",
+            f[0].description
+        );
+        assert!(
+            f[0].description.contains("allow-debug-all"),
+            "{}",
+            f[0].description
+        );
         let ev = &f[0].evidence["changes"][0];
         assert_eq!(ev["before"]["action"], "deny");
         assert_eq!(ev["before"]["first_seen"], 0);
@@ -627,7 +648,10 @@ mod tests {
             "1|default|shop/default.allow-payment|allow|1",
         ];
         for w in 0..9 {
-            l.observe(&rec(&mut dec, w * 300, "allow", shapes[w as usize % 3], ""), w);
+            l.observe(
+                &rec(&mut dec, w * 300, "allow", shapes[w as usize % 3], ""),
+                w,
+            );
             assert!(l.take_findings(w).is_empty());
         }
         // A different policy in another tier deciding is drift.
@@ -635,7 +659,11 @@ mod tests {
         l.observe(&rec(&mut dec, 9 * 300, "allow", profile, ""), 9);
         let f = l.take_findings(9);
         assert_eq!((f.len(), f[0].detector), (1, DRIFT));
-        assert!(f[0].description.contains("another tier"), "{}", f[0].description);
+        assert!(
+            f[0].description.contains("another tier"),
+            "{}",
+            f[0].description
+        );
     }
 
     #[test]

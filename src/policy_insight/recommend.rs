@@ -8,7 +8,8 @@
 //! (see [`super::evaluate`]) and counts what they would deny.
 
 use super::evaluate::{
-    CalicoPolicy, EntityRule, Evaluator, Metadata, Peer, PolicySpec, Rule, SideVerdict, PRIVATE_NETS,
+    CalicoPolicy, EntityRule, Evaluator, Metadata, Peer, PolicySpec, Rule, SideVerdict,
+    PRIVATE_NETS,
 };
 use super::impact::{group_display, time_text};
 use super::ledger::FlowUsage;
@@ -137,9 +138,7 @@ fn selector_of(info: &WorkloadInfo) -> Option<String> {
         .labels
         .iter()
         .filter_map(|l| l.split_once('='))
-        .filter(|(k, v)| {
-            !VOLATILE_LABELS.contains(k) && !v.contains('\'') && !k.contains(' ')
-        })
+        .filter(|(k, v)| !VOLATILE_LABELS.contains(k) && !v.contains('\'') && !k.contains(' '))
         .map(|(k, v)| format!("{k} == '{v}'"))
         .collect();
     terms.sort();
@@ -222,7 +221,9 @@ pub fn recommend(
     let mut excluded = Vec::new();
     for subject_flows in by_subject.values() {
         let subject = subject_flows[0].entry.subject;
-        let Some(info) = reg.get(subject) else { continue };
+        let Some(info) = reg.get(subject) else {
+            continue;
+        };
         if info.kind != EndpointType::Wep {
             continue;
         }
@@ -230,10 +231,21 @@ pub fn recommend(
             continue;
         }
         let workload = group_display(subject);
-        let first = subject_flows.iter().map(|f| f.entry.first_allowed).min().unwrap_or(0);
-        let last = subject_flows.iter().map(|f| f.entry.last_allowed).max().unwrap_or(0);
+        let first = subject_flows
+            .iter()
+            .map(|f| f.entry.first_allowed)
+            .min()
+            .unwrap_or(0);
+        let last = subject_flows
+            .iter()
+            .map(|f| f.entry.last_allowed)
+            .max()
+            .unwrap_or(0);
         if let Some(reason) = anomalous.get(&workload) {
-            excluded.push(Excluded { workload, reason: reason.clone() });
+            excluded.push(Excluded {
+                workload,
+                reason: reason.clone(),
+            });
             continue;
         }
         if last - first < o.min_history_s {
@@ -248,7 +260,10 @@ pub fn recommend(
             continue;
         }
         let Some(selector) = selector_of(&info) else {
-            excluded.push(Excluded { workload, reason: "no stable label to select it".into() });
+            excluded.push(Excluded {
+                workload,
+                reason: "no stable label to select it".into(),
+            });
             continue;
         };
         policies.push(build_policy(&workload, &info, selector, subject_flows, o));
@@ -270,7 +285,8 @@ fn build_policy(
     let reg = WorkloadRegistry::global();
     // (ingress, peer group, proto) → ports with their evidence; BTreeMap keeps the output stable.
     type Acc = (u32, u64, u64, u64, i64, i64);
-    let mut allowed: BTreeMap<(bool, String, u8), (WorkloadId, BTreeMap<u16, Acc>)> = BTreeMap::new();
+    let mut allowed: BTreeMap<(bool, String, u8), (WorkloadId, BTreeMap<u16, Acc>)> =
+        BTreeMap::new();
     let mut left_out = Vec::new();
     for f in flows {
         let peer_id = f.entry.peer;
@@ -297,7 +313,10 @@ fn build_policy(
         let slot = allowed
             .entry((f.key.ingress, peer.clone(), f.key.proto))
             .or_insert_with(|| (peer_id, BTreeMap::new()));
-        let a = slot.1.entry(f.key.port).or_insert((0, 0, 0, 0, i64::MAX, 0));
+        let a = slot
+            .1
+            .entry(f.key.port)
+            .or_insert((0, 0, 0, 0, i64::MAX, 0));
         a.0 += e.allowed_windows;
         a.1 += e.allowed_records;
         a.2 += e.allowed_connections;
@@ -317,7 +336,11 @@ fn build_policy(
         let rule = Rule {
             action: "Allow".into(),
             protocol: Some(protocol_name(proto)),
-            source: if is_ingress { entity.clone() } else { EntityRule::default() },
+            source: if is_ingress {
+                entity.clone()
+            } else {
+                EntityRule::default()
+            },
             destination: if is_ingress {
                 ports_rule
             } else {
@@ -327,9 +350,20 @@ fn build_policy(
                 }
             },
         };
-        let list = if is_ingress { &mut ingress } else { &mut egress };
+        let list = if is_ingress {
+            &mut ingress
+        } else {
+            &mut egress
+        };
         let sum = ports.values().fold((0, 0, 0, 0, i64::MAX, 0), |s, a| {
-            (s.0 + a.0, s.1 + a.1, s.2 + a.2, s.3 + a.3, s.4.min(a.4), s.5.max(a.5))
+            (
+                s.0 + a.0,
+                s.1 + a.1,
+                s.2 + a.2,
+                s.3 + a.3,
+                s.4.min(a.4),
+                s.5.max(a.5),
+            )
         });
         evidence.push(RuleEvidence {
             direction: if is_ingress { "ingress" } else { "egress" },
@@ -365,7 +399,12 @@ fn build_policy(
     annotations.insert("flowwarden.io/workload".to_string(), workload.to_string());
     let policy = CalicoPolicy {
         api_version: "projectcalico.org/v3".into(),
-        kind: if o.enforce { "NetworkPolicy" } else { "StagedNetworkPolicy" }.into(),
+        kind: if o.enforce {
+            "NetworkPolicy"
+        } else {
+            "StagedNetworkPolicy"
+        }
+        .into(),
         metadata: Metadata {
             name: name.clone(),
             namespace: info.namespace.clone(),
@@ -419,7 +458,11 @@ pub fn to_yaml(r: &Recommended) -> Result<String, serde_yaml::Error> {
             e.direction,
             e.proto,
             e.ports,
-            if e.direction == "ingress" { "from" } else { "to" },
+            if e.direction == "ingress" {
+                "from"
+            } else {
+                "to"
+            },
             e.peer
         ));
     }
