@@ -284,9 +284,10 @@ fn build_policy(
 ) -> Recommended {
     let reg = WorkloadRegistry::global();
     // (ingress, peer group, proto) → ports with their evidence; BTreeMap keeps the output stable.
+    // Per port: windows, records, connections, bytes, first and last allowed.
     type Acc = (u32, u64, u64, u64, i64, i64);
-    let mut allowed: BTreeMap<(bool, String, u8), (WorkloadId, BTreeMap<u16, Acc>)> =
-        BTreeMap::new();
+    type Rules = BTreeMap<(bool, String, u8), (WorkloadId, BTreeMap<u16, Acc>)>;
+    let mut allowed: Rules = BTreeMap::new();
     let mut left_out = Vec::new();
     for f in flows {
         let peer_id = f.entry.peer;
