@@ -17,6 +17,7 @@ pub mod eval;
 pub mod flow;
 pub mod kafka;
 pub mod pipeline;
+pub mod policy_insight;
 pub mod report;
 pub mod respond;
 pub mod simulate;

@@ -43,6 +43,10 @@ enum Command {
     /// The quarantine tier and policy (`policy install`).
     #[command(subcommand)]
     Policy(flowwarden::respond::PolicyCommand),
+    /// Flows that staged (pending) policies would deny although they are allowed today.
+    StagedImpact(flowwarden::policy_insight::cli::StagedImpactArgs),
+    /// Least-privilege projectcalico.org/v3 policies from the flows each workload used.
+    Recommend(flowwarden::policy_insight::cli::RecommendArgs),
     /// Active quarantines (`quarantine list|release`).
     #[command(subcommand)]
     Quarantine(flowwarden::respond::QuarantineCommand),
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => flowwarden::simulate::run_generate(&a),
         Command::Report(a) => flowwarden::report::run(a),
         Command::Policy(c) => flowwarden::respond::run_policy(c),
+        Command::StagedImpact(a) => flowwarden::policy_insight::cli::run_staged_impact(a),
+        Command::Recommend(a) => flowwarden::policy_insight::cli::run_recommend(a),
         Command::Quarantine(c) => flowwarden::respond::run_quarantine(c),
     };
     match result {

@@ -107,10 +107,13 @@ pub struct PipelineSnapshot {
     pub stats: RunStats,
     /// Lines consumed.
     pub next_line: u64,
+    /// The policy ledger (which policy decided each flow).
+    pub policy: crate::policy_insight::PolicyLedgerState,
 }
 
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
-/// state keeps edge peaks; 3: aggregates remember fast-path alerts, counters count early alerts).
+/// state keeps edge peaks; 3: records keep the deciding and pending hits, the policy ledger,
+/// aggregates remember fast-path alerts, counters count early alerts).
 pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Options that are not part of the config file.
@@ -173,6 +176,7 @@ pub struct Pipeline {
     baselines: BaselineStore,
     cluster: ClusterState,
     alerts: AlertBook,
+    policy: crate::policy_insight::PolicyLedger,
     expire_after_s: i64,
     windows_since_expiry: u32,
     clock: Option<WindowClock>,
@@ -222,6 +226,7 @@ impl Pipeline {
             baselines: BaselineStore::new(cfg.baseline.clone()),
             cluster: ClusterState::default(),
             alerts: AlertBook::new(&cfg.alerts),
+            policy: crate::policy_insight::PolicyLedger::new(&cfg.detect.policy_drift),
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
             windows_since_expiry: 0,
@@ -267,6 +272,7 @@ impl Pipeline {
             registry: crate::flow::WorkloadRegistry::global().snapshot(),
             stats: self.stats.clone(),
             next_line: self.next_line,
+            policy: self.policy.snapshot(),
         }
     }
 
@@ -298,6 +304,7 @@ impl Pipeline {
             self.clock = Some(c);
         }
         self.pending = snap.pending;
+        self.policy.restore(snap.policy);
         self.stats = snap.stats;
         self.next_line = snap.next_line;
         Ok(())
@@ -316,6 +323,7 @@ impl Pipeline {
         crate::flow::WorkloadRegistry::global().restore(snap.registry);
         self.baselines.restore(snap.baselines);
         self.cluster = snap.cluster;
+        self.policy.restore(snap.policy);
         Ok(())
     }
 
@@ -370,6 +378,7 @@ impl Pipeline {
             },
             registry,
             next_line: 0,
+            policy: Default::default(),
         }
     }
 
@@ -399,6 +408,11 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The policy ledger (for `recommend` and `train`).
+    pub fn policy_ledger(&self) -> &crate::policy_insight::PolicyLedger {
+        &self.policy
+    }
+
     /// A workload group's baseline (tests and diagnostics).
     pub fn baseline(&self, group: WorkloadId) -> Option<crate::baseline::Baseline> {
         self.baselines.get(group).map(|b| b.value().clone())
@@ -408,6 +422,7 @@ impl Pipeline {
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.detectors = build_suite(&cfg.detect);
         self.alerts.reconfigure(&cfg.alerts);
+        self.policy.reconfigure(&cfg.detect.policy_drift);
         self.baselines.reconfigure(cfg.baseline.clone());
         self.expire_after_s = crate::window::parse_duration_s(&cfg.baseline.expire_after)
             .unwrap_or(self.expire_after_s);
@@ -616,6 +631,7 @@ impl Pipeline {
                     denied: rec.action == Action::Deny,
                 });
             }
+            self.policy.observe(&rec, a.window);
             self.windows.push(a.window);
             self.records.push(rec);
         }
@@ -899,6 +915,7 @@ impl Pipeline {
             cluster_items.push((*id, agg.group, agg, anomalous));
             findings.extend(f);
         }
+        findings.extend(self.policy.take_findings(w));
         self.cluster
             .update(w, &cluster_items, self.cfg.detect.edge_burst.decay);
         self.windows_since_expiry += 1;

@@ -108,6 +108,33 @@ pub const MAPPINGS: &[DetectorMapping] = &[
         soc2: SOC2,
         mitigations: &["Several features moved together away from the workload's history and its peers: review the evidence."],
     },
+    DetectorMapping {
+        detector: "policy_loosened",
+        mitre_tactic: "Defense Evasion",
+        mitre_ids: &["T1562", "T1562.007"],
+        soc2: &["CC6.6", "CC7.1", "CC8.1"],
+        mitigations: &[
+            "A flow that policy denied is now allowed: find the policy change (GitOps history, Calico audit log) and confirm it was approved; if not, revert it.",
+        ],
+    },
+    DetectorMapping {
+        detector: "policy_drift",
+        mitre_tactic: "Defense Evasion",
+        mitre_ids: &[],
+        soc2: &["CC7.1", "CC8.1"],
+        mitigations: &[
+            "Another policy or tier now decides an established flow: check that the change was intended and reviewed.",
+        ],
+    },
+    DetectorMapping {
+        detector: "staged_policy_impact",
+        mitre_tactic: "Impact",
+        mitre_ids: &[],
+        soc2: &["CC8.1"],
+        mitigations: &[
+            "A staged policy would deny traffic that flows today: add the missing allow rules before enforcing it (`flowwarden staged-impact` lists every flow).",
+        ],
+    },
 ];
 
 /// Mapping of a detector; unknown detectors get a neutral one.

@@ -139,6 +139,8 @@ pub struct DetectConfig {
     pub multivariate: multivariate::MultivariateConfig,
     /// Early port-scan / IP-sweep alerts on open windows.
     pub fast_path: fast_path::FastPathConfig,
+    /// Policy ledger: loosened and drifting policy decisions, staged-policy impact.
+    pub policy_drift: crate::policy_insight::PolicyDriftConfig,
 }
 
 impl DetectConfig {
@@ -150,6 +152,9 @@ impl DetectConfig {
         self.ip_sweep
             .validate()
             .map_err(|(k, m)| (format!("detect.ip_sweep.{k}"), m))?;
+        self.policy_drift
+            .validate()
+            .map_err(|(k, m)| (format!("detect.policy_drift.{k}"), m))?;
         let positive = |name: &str, key: &str, v: f64| -> Result<(), (String, String)> {
             if v.is_finite() && v > 0.0 {
                 Ok(())

@@ -11,6 +11,7 @@
 //! the same record or the same error.
 
 use crate::flow::fields::{CalicoFields, PolicySummary};
+use crate::flow::policy::PolicyKind;
 use crate::flow::raw::{Labels, PolicyEntry, RawFlow};
 use crate::flow::registry::{canonical_key, StringTable, WorkloadRegistry};
 use crate::flow::{
@@ -57,8 +58,8 @@ pub struct Decoder {
     known: FxHashMap<u64, (EndpointType, WorkloadId)>,
     /// Strings this thread interned, in front of the shared [`StringTable`].
     interned: FxHashMap<Box<str>, u32>,
-    /// Deciding-policy id of a raw policy string.
-    policy_ids: FxHashMap<Box<str>, u32>,
+    /// What the record keeps of a raw policy string (deciding or pending hit).
+    policy_ids: FxHashMap<Box<str>, HitSummary>,
     max_line: usize,
 }
 
@@ -204,6 +205,7 @@ impl Decoder {
                     enforced: p.enforced().len(),
                     last_enforced: p.enforced().last().cloned(),
                     pending: p.pending_policies.as_ref().map(Vec::len),
+                    last_pending: p.pending_policies.as_ref().and_then(|v| v.last().cloned()),
                 };
                 self.policies(&mut rec, &summary);
             }
@@ -480,18 +482,33 @@ impl Decoder {
             .pending
             .map(|n| n.min(u16::MAX as usize) as u16)
             .unwrap_or(0);
-        // The last enforced hit is the one that decided the verdict; unparseable strings are kept as
-        // written so an operator still sees them.
-        let Some(last) = &p.last_enforced else {
-            return;
-        };
-        if let PolicyEntry::Str(raw) = last {
-            if let Some(&id) = self.policy_ids.get(*raw) {
-                rec.deciding_policy = id;
-                return;
+        // The last enforced hit is the one that decided the verdict; the last pending hit is what
+        // would decide it with staged policies enforced. Both are interned only when present.
+        if let Some(last) = &p.last_enforced {
+            let h = self.hit_summary(last);
+            rec.deciding_policy = h.id;
+            rec.deciding_kind = h.kind;
+            rec.deciding_action = h.action;
+            rec.deciding_rule = h.rule;
+        }
+        if let Some(last) = &p.last_pending {
+            let h = self.hit_summary(last);
+            rec.pending_policy = h.id;
+            rec.pending_kind = h.kind;
+            rec.pending_action = h.action;
+            rec.pending_rule = h.rule;
+        }
+    }
+
+    /// The interned `tier|ns/name` of a hit with its kind, action and rule; unparseable strings are
+    /// kept as written (action unknown) so an operator still sees them. Felix strings are cached.
+    fn hit_summary(&mut self, entry: &PolicyEntry<'_>) -> HitSummary {
+        if let PolicyEntry::Str(raw) = entry {
+            if let Some(&h) = self.policy_ids.get(*raw) {
+                return h;
             }
         }
-        let id = match last.parse() {
+        let h = match entry.parse() {
             Ok(hit) => {
                 let mut key = std::mem::take(&mut self.key_buf);
                 key.clear();
@@ -504,21 +521,40 @@ impl Decoder {
                 key.push_str(hit.name);
                 let id = self.intern(&key);
                 self.key_buf = key;
-                id
+                HitSummary {
+                    id,
+                    kind: hit.kind,
+                    action: hit.action,
+                    rule: hit.rule,
+                }
             }
-            Err(_) => match last {
-                PolicyEntry::Str(s) => self.intern(s),
-                PolicyEntry::Hit(_) => 0,
+            Err(_) => HitSummary {
+                id: match entry {
+                    PolicyEntry::Str(s) => self.intern(s),
+                    PolicyEntry::Hit(_) => 0,
+                },
+                kind: PolicyKind::Unknown,
+                action: Action::Unknown,
+                rule: crate::flow::policy::RULE_UNKNOWN,
             },
         };
-        if let PolicyEntry::Str(raw) = last {
+        if let PolicyEntry::Str(raw) = entry {
             if self.policy_ids.len() >= CACHE_CAP {
                 self.policy_ids.clear();
             }
-            self.policy_ids.insert(Box::from(*raw), id);
+            self.policy_ids.insert(Box::from(*raw), h);
         }
-        rec.deciding_policy = id;
+        h
     }
+}
+
+/// What a record keeps of one policy hit.
+#[derive(Debug, Clone, Copy)]
+struct HitSummary {
+    id: u32,
+    kind: PolicyKind,
+    action: Action,
+    rule: i32,
 }
 
 /// Parses `scratch` (a copy of `line` that simd-json may rewrite) into a [`RawFlow`].

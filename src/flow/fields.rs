@@ -21,6 +21,8 @@ pub struct PolicySummary<'a> {
     pub last_enforced: Option<PolicyEntry<'a>>,
     /// Number of pending (staged) hits, when the list is present.
     pub pending: Option<usize>,
+    /// The last pending hit: what would decide the verdict if staged policies were enforced.
+    pub last_pending: Option<PolicyEntry<'a>>,
 }
 
 /// The Calico fields a record is built from.
@@ -117,6 +119,7 @@ impl<'a> CalicoFields<'a> {
                 enforced: p.enforced().len(),
                 last_enforced: p.enforced().last().cloned(),
                 pending: p.pending_policies.as_ref().map(Vec::len),
+                last_pending: p.pending_policies.as_ref().and_then(|v| v.last().cloned()),
             }),
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
@@ -399,6 +402,7 @@ fn policies<'a>(v: &[Node<'a>]) -> Option<Option<PolicySummary<'a>>> {
         enforced: enforced.map_or(0, |(n, _)| n),
         last_enforced: enforced.and_then(|(_, last)| last).map(PolicyEntry::Str),
         pending: lists[2].map(|(n, _)| n),
+        last_pending: lists[2].and_then(|(_, last)| last).map(PolicyEntry::Str),
     }))
 }
 

@@ -15,6 +15,7 @@ pub use decode::{DecodeError, Decoder};
 pub use raw::RawFlow;
 pub use registry::{WorkloadId, WorkloadInfo, WorkloadRegistry};
 
+use policy::PolicyKind;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -323,6 +324,21 @@ pub struct FlowRecord {
     pub num_enforced_policies: u16,
     /// Number of pending (staged) policy hits.
     pub num_pending_policies: u16,
+    /// Kind of the deciding enforced hit (`Unknown` when there is none).
+    pub deciding_kind: PolicyKind,
+    /// Action of the deciding enforced hit (meaningful only when `deciding_policy` is set).
+    pub deciding_action: Action,
+    /// Rule index of the deciding enforced hit (-1 end of tier, -2 unknown).
+    pub deciding_rule: i32,
+    /// The last pending hit (what would decide with staged policies enforced), `tier|ns/name`,
+    /// interned; 0 when the record has no pending list.
+    pub pending_policy: StrId,
+    /// Kind of the last pending hit.
+    pub pending_kind: PolicyKind,
+    /// Action of the last pending hit (meaningful only when `pending_policy` is set).
+    pub pending_action: Action,
+    /// Rule index of the last pending hit.
+    pub pending_rule: i32,
     /// TCP statistics.
     pub tcp: TcpStats,
 }

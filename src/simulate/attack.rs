@@ -37,6 +37,13 @@ pub enum AttackKind {
     DenySurge,
     /// A miner reaching new public pools on stratum ports.
     CryptoMiner,
+    /// Policy change: a broad allow in the platform tier opens the victim's ingress, so a flow the
+    /// namespace's default-deny used to stop (the target's) is now allowed. Not in the default mix.
+    PolicyLoosening,
+    /// Policy change: a staged default-deny egress policy in the target's namespace that would cut
+    /// its external and cross-namespace traffic (recorded in `pending_policies`, nothing enforced).
+    /// Not in the default mix.
+    StagedDefaultDeny,
 }
 
 impl AttackKind {
@@ -54,6 +61,15 @@ impl AttackKind {
         AttackKind::CryptoMiner,
     ];
 
+    /// Policy-change scenarios: they change benign edges' policies instead of adding traffic.
+    pub const POLICY_CHANGES: [AttackKind; 2] =
+        [AttackKind::PolicyLoosening, AttackKind::StagedDefaultDeny];
+
+    /// Whether the scenario changes policies rather than adding traffic.
+    pub fn is_policy_change(self) -> bool {
+        Self::POLICY_CHANGES.contains(&self)
+    }
+
     /// The name used on the command line, in labels and in episodes.
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +83,8 @@ impl AttackKind {
             AttackKind::Ddos => "ddos",
             AttackKind::DenySurge => "deny-surge",
             AttackKind::CryptoMiner => "crypto-miner",
+            AttackKind::PolicyLoosening => "policy-loosening",
+            AttackKind::StagedDefaultDeny => "staged-default-deny",
         }
     }
 
@@ -83,6 +101,8 @@ impl AttackKind {
             AttackKind::Ddos => 30 * 60,
             AttackKind::DenySurge => 20 * 60,
             AttackKind::CryptoMiner => 8 * 3600,
+            // Until the end of the run (see `resolve_times`).
+            AttackKind::PolicyLoosening | AttackKind::StagedDefaultDeny => u64::MAX,
         }
     }
 
@@ -99,6 +119,8 @@ impl AttackKind {
             AttackKind::Ddos => "shop/frontend",
             AttackKind::DenySurge => "shop/shipping",
             AttackKind::CryptoMiner => "shop/recommendation",
+            AttackKind::PolicyLoosening => "shop/loadgenerator",
+            AttackKind::StagedDefaultDeny => "shop/frontend",
         }
     }
 
@@ -108,6 +130,7 @@ impl AttackKind {
             AttackKind::PortScan => Some("finance/postgres"),
             AttackKind::SlowPortScan => Some("shop/payment"),
             AttackKind::LateralMovement => Some("finance/ledger"),
+            AttackKind::PolicyLoosening => Some("shop/payment"),
             _ => None,
         }
     }
@@ -125,6 +148,7 @@ impl AttackKind {
             AttackKind::DenySurge => 0.75,
             AttackKind::Ddos => 0.80,
             AttackKind::CryptoMiner => 0.84,
+            AttackKind::PolicyLoosening | AttackKind::StagedDefaultDeny => 0.5,
         }
     }
 }
@@ -135,6 +159,7 @@ impl FromStr for AttackKind {
         let norm = s.trim().to_ascii_lowercase().replace('_', "-");
         AttackKind::ALL
             .into_iter()
+            .chain(AttackKind::POLICY_CHANGES)
             .find(|k| k.name() == norm || (norm == "c2" && *k == AttackKind::C2Beacon))
             .ok_or_else(|| AttackParseError::UnknownScenario(s.to_string()))
     }
@@ -144,7 +169,7 @@ impl FromStr for AttackKind {
 #[derive(Debug, Error, PartialEq)]
 pub enum AttackParseError {
     /// Not a scenario name.
-    #[error("unknown attack scenario {0:?}; known: port-scan, slow-port-scan, ip-sweep, lateral-movement, exfiltration, slow-exfiltration, c2-beacon, ddos, deny-surge, crypto-miner")]
+    #[error("unknown attack scenario {0:?}; known: port-scan, slow-port-scan, ip-sweep, lateral-movement, exfiltration, slow-exfiltration, c2-beacon, ddos, deny-surge, crypto-miner, policy-loosening, staged-default-deny")]
     UnknownScenario(String),
     /// A `key=value` with an unknown key.
     #[error("unknown attack parameter {0:?}; use start, duration, intensity, target or victim")]
@@ -195,7 +220,11 @@ impl AttackSpec {
             .start_s
             .unwrap_or((total as f64 * self.kind.default_start_fraction()) as u64)
             .min(total);
-        let default_len = self.kind.default_duration().min((total / 5).max(60));
+        let default_len = if self.kind.is_policy_change() {
+            total - start
+        } else {
+            self.kind.default_duration().min((total / 5).max(60))
+        };
         let len = self.duration_s.unwrap_or(default_len);
         (start, (start + len).min(total))
     }
@@ -429,7 +458,8 @@ impl ActiveAttack {
             AttackKind::Exfiltration
             | AttackKind::SlowExfiltration
             | AttackKind::C2Beacon
-            | AttackKind::CryptoMiner => (t, "pub".into()),
+            | AttackKind::CryptoMiner
+            | AttackKind::StagedDefaultDeny => (t, "pub".into()),
             _ => (t, v.unwrap_or_else(|| "pvt".into())),
         }
     }
@@ -447,6 +477,8 @@ impl ActiveAttack {
         let a = &cluster.workloads[self.target];
         let a_pod = &a.pods[0];
         match self.kind {
+            // They change benign edges' policies (`Simulator::apply_policy_changes`), adding no traffic.
+            AttackKind::PolicyLoosening | AttackKind::StagedDefaultDeny => {}
             AttackKind::PortScan | AttackKind::SlowPortScan => {
                 let per_sec = if self.kind == AttackKind::PortScan {
                     4.0

@@ -33,7 +33,8 @@ pub struct GenerateArgs {
     pub format: OutputFormat,
     /// Inject an attack: NAME[:start=6h,duration=30m,intensity=1.0,target=shop/cart,victim=ns/name]
     /// (repeatable). Names: port-scan, slow-port-scan, ip-sweep, lateral-movement, exfiltration,
-    /// slow-exfiltration, c2-beacon, ddos, deny-surge, crypto-miner.
+    /// slow-exfiltration, c2-beacon, ddos, deny-surge, crypto-miner; policy changes (not in the
+    /// default mix): policy-loosening, staged-default-deny.
     #[arg(long = "attack", value_name = "SPEC")]
     pub attack: Vec<AttackSpec>,
     /// `default` (every scenario once in the second half of the run; the default when neither

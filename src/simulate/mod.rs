@@ -142,6 +142,8 @@ struct Deploy {
 #[derive(Debug, Clone)]
 struct Part {
     weight: u64,
+    /// Scenario label of the edge (empty: benign).
+    label: &'static str,
     middle: Vec<u8>,
     src_key: String,
     dst_key: String,
@@ -198,7 +200,7 @@ impl WindowWriter<'_> {
     fn part(&mut self, p: &Part, c: &Counters) {
         self.line(&p.middle, c);
         if self.labels.is_some() {
-            self.label("", &p.src_key, &p.dst_key);
+            self.label(p.label, &p.src_key, &p.dst_key);
         }
     }
 
@@ -259,6 +261,8 @@ pub struct Simulator {
     episodes: Vec<Episode>,
     benign: Vec<Episode>,
     spike: (i64, i64),
+    /// Per attack: the edges a policy-change scenario replaced (restored when it ends), or None.
+    policy_saved: Vec<Option<Vec<(usize, Edge)>>>,
     prefix: Vec<u8>,
     scratch: Vec<u8>,
     merge: Merge,
@@ -405,6 +409,7 @@ impl Simulator {
             attacks,
             episodes: Vec::new(),
             benign: Vec::new(),
+            policy_saved: Vec::new(),
             spike,
             prefix: Vec::with_capacity(64),
             scratch: Vec::with_capacity(2048),
@@ -562,6 +567,7 @@ impl Simulator {
         let t1 = t0 + flush;
         self.window += 1;
         self.apply_deploys(t0);
+        self.apply_policy_changes(t0);
         self.prefix.clear();
         push_prefix(&mut self.prefix, t0, t1);
         let mut w = WindowWriter {
@@ -601,6 +607,39 @@ impl Simulator {
         }
         w.finish();
         true
+    }
+
+    /// Starts and ends the policy-change scenarios whose time has come (at window boundaries).
+    fn apply_policy_changes(&mut self, t0: i64) {
+        self.policy_saved.resize(self.attacks.len(), None);
+        for (i, a) in self.attacks.iter().enumerate() {
+            if !a.kind.is_policy_change() {
+                continue;
+            }
+            let running = self.policy_saved[i].is_some();
+            if !running && t0 >= a.start && t0 < a.end {
+                let saved = match a.kind {
+                    AttackKind::PolicyLoosening => self.cluster.loosen_ingress(
+                        a.victim.unwrap_or(a.target),
+                        a.target,
+                        a.kind.name(),
+                    ),
+                    _ => {
+                        let ns = self.cluster.workloads[a.target].namespace.clone();
+                        self.cluster.stage_default_deny(&ns)
+                    }
+                };
+                for (e, _) in &saved {
+                    self.parts[*e] = None;
+                }
+                self.policy_saved[i] = Some(saved);
+            } else if running && t0 >= a.end {
+                for (e, edge) in self.policy_saved[i].take().unwrap_or_default() {
+                    self.cluster.edges[e] = edge;
+                    self.parts[e] = None;
+                }
+            }
+        }
     }
 
     fn apply_deploys(&mut self, t0: i64) {
@@ -671,6 +710,7 @@ fn build_parts(c: &Cluster, e: &Edge, format: OutputFormat) -> EdgeParts {
         render_middle(format, spec, &mut middle);
         side.push(Part {
             weight,
+            label: e.label,
             middle,
             src_key: render::end_key(format, &spec.src),
             dst_key: render::dst_key(format, spec),

@@ -322,6 +322,8 @@ pub struct Edge {
     pub dst_policies: Vec<PolicyRef>,
     /// Pending (staged) policies on the source's node.
     pub src_pending: Vec<PolicyRef>,
+    /// Scenario whose traffic this edge carries now (labels), empty when benign.
+    pub label: &'static str,
 }
 
 /// The whole simulated cluster.
@@ -518,6 +520,7 @@ impl Cluster {
             src_policies: Vec::new(),
             dst_policies: Vec::new(),
             src_pending: Vec::new(),
+            label: "",
         };
         self.assign_policies(&mut edge, None);
         self.edges.push(edge);
@@ -590,6 +593,64 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// `policy-loosening`: a broad allow in the platform tier (`allow-debug-all`) now decides every
+    /// ingress to `victim` that the default tier decided, so what its namespace's default-deny
+    /// stopped from `attacker` is allowed (those edges are labelled `label`). Returns the edges
+    /// changed, with their previous state.
+    pub fn loosen_ingress(
+        &mut self,
+        victim: usize,
+        attacker: usize,
+        label: &'static str,
+    ) -> Vec<(usize, Edge)> {
+        let mut changed = Vec::new();
+        for (i, e) in self.edges.iter_mut().enumerate() {
+            let decided_in_platform = e.dst_policies.last().is_some_and(|p| p.tier == "platform");
+            if e.dst != Peer::Pod(victim) || e.verdict == Verdict::DenyEgress || decided_in_platform
+            {
+                continue;
+            }
+            changed.push((i, e.clone()));
+            e.dst_policies = vec![
+                PolicyRef::threat_feed_pass(),
+                PolicyRef::platform_allow("allow-debug-all", 0),
+            ];
+            if e.verdict == Verdict::DenyIngress && e.src == Peer::Pod(attacker) {
+                e.label = label;
+            }
+            e.verdict = Verdict::Allow;
+        }
+        changed
+    }
+
+    /// `staged-default-deny`: a staged `default-deny-egress` in `ns` that allows only traffic inside
+    /// the namespace and DNS, written as the pending policies of every egress edge of `ns` that its
+    /// enforced policies allow. Returns the edges changed, with their previous state.
+    pub fn stage_default_deny(&mut self, ns: &str) -> Vec<(usize, Edge)> {
+        let mut changed = Vec::new();
+        for i in 0..self.edges.len() {
+            let e = &self.edges[i];
+            let Peer::Pod(s) = e.src else { continue };
+            if self.workloads[s].namespace != ns || e.verdict == Verdict::DenyEgress {
+                continue;
+            }
+            let inside = match e.dst {
+                Peer::Pod(d) => {
+                    self.workloads[d].namespace == ns || self.workloads[d].name == "coredns"
+                }
+                Peer::Ext(_) => false,
+            };
+            let staged = if inside {
+                PolicyRef::staged(ns, "default-deny-egress", Action::Allow, 0)
+            } else {
+                PolicyRef::staged(ns, "default-deny-egress", Action::Deny, -1)
+            };
+            changed.push((i, e.clone()));
+            self.edges[i].src_pending = vec![PolicyRef::threat_feed_pass(), staged];
+        }
+        changed
     }
 
     fn add_storefront(&mut self, rng: &mut SimRng) {
