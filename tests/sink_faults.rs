@@ -14,8 +14,8 @@ mod kafka_support;
 mod ops_common;
 
 use ops_common::{
-    append, free_port, http_get, metric, normal_window, read_alerts, scan_window, wait_for,
-    Daemon, T0, WINDOW,
+    append, free_port, http_get, metric, normal_window, read_alerts, scan_window, wait_for, Daemon,
+    T0, WINDOW,
 };
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,7 +85,10 @@ fn replay(config: &Path, flows: &Path, dir: &Path) -> (Vec<String>, u64) {
     );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
-    (ids(&read_alerts(&alerts)), summary["records"].as_u64().expect("records"))
+    (
+        ids(&read_alerts(&alerts)),
+        summary["records"].as_u64().expect("records"),
+    )
 }
 
 fn ids(alerts: &[serde_json::Value]) -> Vec<String> {
@@ -256,7 +259,10 @@ fn a_stalled_then_failing_webhook_pauses_the_input_and_gets_every_alert_once() {
     let cfg_path = dir.path().join("flowwarden.toml");
     std::fs::write(&cfg_path, config(&flows, None, port, false, &extra)).expect("config");
     let (expected, records) = replay(&cfg_path, &flows, dir.path());
-    assert!(expected.len() >= 8, "the input must raise alerts: {expected:?}");
+    assert!(
+        expected.len() >= 8,
+        "the input must raise alerts: {expected:?}"
+    );
     assert_eq!(records as usize, input.lines().count());
 
     let mut d = Daemon::start(&cfg_path, &dir.path().join("daemon.log"), port);
@@ -340,7 +346,11 @@ fn an_alert_file_path_that_breaks_and_heals_loses_no_alert() {
     let total = part1.lines().count() + part2.lines().count();
     d.wait_records(total);
     wait_for("file sink errors and readyz degraded", || {
-        let errors = metric(&d.scrape(), "flowwarden_sink_errors_total", &["sink=\"file\""]);
+        let errors = metric(
+            &d.scrape(),
+            "flowwarden_sink_errors_total",
+            &["sink=\"file\""],
+        );
         let (status, body) = readyz(&d);
         (errors.unwrap_or(0.0) >= 2.0 && status == 503 && body.contains("alert sink file"))
             .then_some(())
@@ -361,7 +371,10 @@ fn an_alert_file_path_that_breaks_and_heals_loses_no_alert() {
     delivered.extend(ids(&read_alerts(&alerts)));
     let (_, _) = replay(&cfg_path, &flows, dir.path());
     let expected = before_window(&read_alerts(&dir.path().join("replay-alerts.jsonl")), 20);
-    assert_eq!(delivered, expected, "every alert once, in order, across the break");
+    assert_eq!(
+        delivered, expected,
+        "every alert once, in order, across the break"
+    );
 }
 
 #[test]
@@ -401,7 +414,8 @@ fn an_unwritable_checkpoint_directory_is_counted_and_retried_while_the_daemon_ru
     d.wait_records(total);
     std::thread::sleep(fault());
     assert!(
-        d.log_text().contains("checkpoint failed; retrying at the next interval"),
+        d.log_text()
+            .contains("checkpoint failed; retrying at the next interval"),
         "{}",
         d.log_text()
     );
