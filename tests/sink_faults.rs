@@ -8,7 +8,9 @@
 //! Each fault lasts `FLOWWARDEN_FAULT_SECS` seconds (default 5, enough for CI); the issue's 60 s
 //! stall / broker outage is the same test with `FLOWWARDEN_FAULT_SECS=60`. Root bypasses file
 //! permissions, so "unwritable" is made by putting a directory where a file must be written
-//! (the alert file; the checkpoint's temp file), which fails for root and non-root alike.
+//! (the alert file; the checkpoint's temp file), which fails for root and non-root alike. "Full"
+//! is a real ENOSPC on a 2 MB tmpfs the test mounts (skipped, saying so, where mounting is not
+//! allowed).
 
 mod kafka_support;
 mod ops_common;
@@ -494,4 +496,193 @@ fn alerts_raised_while_the_kafka_broker_is_unreachable_land_after_it_returns() {
         expected,
         "the topic holds exactly the alerts replay raises"
     );
+}
+
+#[test]
+fn kafka_offsets_are_not_committed_while_checkpoints_fail() {
+    if kafka_support::tansu_path().is_none() {
+        eprintln!("SKIP kafka_offsets_are_not_committed_while_checkpoints_fail: tansu is not installed (scripts/install-tansu.sh)");
+        return;
+    }
+    let broker = kafka_support::Broker::start(false);
+    let brokers = broker.brokers();
+    let dir = tempfile::tempdir().expect("tmp");
+    let flows = dir.path().join("flows.jsonl");
+    let input = traffic(0..8, &[3]);
+    append(&flows, &input);
+    let total = input.lines().count() as i64;
+    kafka_support::produce(&brokers, &flows, "flows", 3);
+    // The checkpoint's temp file is blocked from the start: no checkpoint can succeed.
+    let checkpoints = dir.path().join("checkpoints");
+    let blocker = checkpoints.join("checkpoint.tmp");
+    std::fs::create_dir_all(&blocker).expect("block the temp file");
+    let port = free_port();
+    let cfg_path = dir.path().join("flowwarden.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[source]\nkind = \"kafka\"\n\n[alerts]\nstdout = false\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [checkpoint]\ndir = {:?}\ninterval = \"200ms\"\n\n\
+             [kafka]\nbootstrap_servers = {brokers:?}\ntopics = [\"flows\"]\ngroup_id = \"g-cp\"\n",
+            checkpoints.display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut d = Daemon::start(&cfg_path, &dir.path().join("daemon.log"), port);
+    d.wait_healthy();
+    d.wait_records(total as usize);
+    wait_for("checkpoint failures", || {
+        let failures = metric(&d.scrape(), "flowwarden_checkpoint_failures_total", &[]);
+        (failures.unwrap_or(0.0) >= 3.0).then_some(())
+    });
+    assert_eq!(
+        kafka_support::committed_total(&brokers, "g-cp", "flows", 3),
+        0,
+        "offsets committed without a durable checkpoint"
+    );
+    std::thread::sleep(fault());
+    std::fs::remove_dir(&blocker).expect("unblock");
+    wait_for("offsets committed after the first good checkpoint", || {
+        (kafka_support::committed_total(&brokers, "g-cp", "flows", 3) == total).then_some(())
+    });
+    d.signal("TERM");
+    assert!(d.wait_exit().success(), "{}", d.log_text());
+}
+
+/// A small tmpfs mounted for one test and unmounted on drop (also when the test fails).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    /// Mounts `size` of tmpfs at `at`; `None` when this process may not mount (not root, no
+    /// CAP_SYS_ADMIN, no tmpfs).
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem holding `path` with one file until it is full.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// What a full filesystem is under.
+#[derive(Clone, Copy, PartialEq)]
+enum FullUnder {
+    AlertFile,
+    Checkpoints,
+}
+
+/// A small tmpfs holding the alert file or the checkpoint directory fills up mid-run (ENOSPC,
+/// possibly after a partial write), then gets space back. (Checkpoints wait for the alerts they
+/// cover, so the two faults are tested apart: a full disk under both shows as the sink fault.)
+fn full_disk(under: FullUnder) {
+    let test = "full disk";
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(fs) = SmallFs::mount(&dir.path().join("small"), "2m") else {
+        eprintln!("SKIP {test}: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let flows = dir.path().join("flows.jsonl");
+    let (alerts, checkpoints) = match under {
+        FullUnder::AlertFile => (fs.0.join("alerts.jsonl"), dir.path().join("checkpoints")),
+        FullUnder::Checkpoints => (dir.path().join("alerts.jsonl"), fs.0.join("checkpoints")),
+    };
+    let filler = fs.0.join("filler");
+    let port = free_port();
+    let cfg_path = dir.path().join("flowwarden.toml");
+    let extra = format!(
+        "\n[checkpoint]\ndir = {:?}\ninterval = \"200ms\"\n",
+        checkpoints.display().to_string()
+    );
+    std::fs::write(&cfg_path, config(&flows, Some(&alerts), port, true, &extra)).expect("config");
+    let part1 = traffic(0..9, &[3]);
+    append(&flows, &part1);
+    let mut d = Daemon::start(&cfg_path, &dir.path().join("daemon.log"), port);
+    d.wait_healthy();
+    wait_for("first alert and a checkpoint", || {
+        (!read_alerts(&alerts).is_empty() && checkpoints.join("checkpoint.bin").exists())
+            .then_some(())
+    });
+
+    fill(&filler);
+    let part2 = traffic(9..16, &[10, 11, 12, 13, 14]) + &normal_window(20);
+    append(&flows, &part2);
+    let total = part1.lines().count() + part2.lines().count();
+    d.wait_records(total);
+    wait_for("ENOSPC counted and readyz degraded", || {
+        let scrape = d.scrape();
+        let (counted, why) = match under {
+            FullUnder::AlertFile => (
+                metric(&scrape, "flowwarden_sink_errors_total", &["sink=\"file\""]),
+                "alert sink file",
+            ),
+            FullUnder::Checkpoints => (
+                metric(&scrape, "flowwarden_checkpoint_failures_total", &[]),
+                "checkpoint failed",
+            ),
+        };
+        let (status, body) = readyz(&d);
+        (counted.unwrap_or(0.0) >= 2.0 && status == 503 && body.contains(why)).then_some(())
+    });
+    assert!(
+        d.log_text().contains("No space left on device"),
+        "{}",
+        d.log_text()
+    );
+    std::thread::sleep(fault());
+    std::fs::remove_file(&filler).expect("free the space");
+    wait_for("readyz ready again", || (readyz(&d).0 == 200).then_some(()));
+    d.signal("TERM");
+    let status = d.wait_exit();
+    let log = d.log_text();
+    assert!(status.success(), "{log}");
+    assert_eq!(stopped_records(&log), total as u64);
+    // Every line of the file parses (a torn write was rolled back) and the alerts are replay's.
+    let text = std::fs::read_to_string(&alerts).expect("alerts");
+    assert_eq!(
+        text.lines().count(),
+        read_alerts(&alerts).len(),
+        "torn line:\n{text}"
+    );
+    let (_, _) = replay(&cfg_path, &flows, dir.path());
+    let expected = before_window(&read_alerts(&dir.path().join("replay-alerts.jsonl")), 20);
+    assert_eq!(ids(&read_alerts(&alerts)), expected);
+    drop(d);
+    if under == FullUnder::Checkpoints {
+        // The last checkpoint, written after the space came back, covers every record.
+        let mut again = Daemon::start(&cfg_path, &dir.path().join("again.log"), port);
+        again.wait_healthy();
+        again.wait_log("resumed from checkpoint");
+        let resumed = log_events(&again.log_text(), "resumed from checkpoint");
+        assert_eq!(resumed[0]["records"].as_u64(), Some(total as u64));
+        again.signal("TERM");
+        assert!(again.wait_exit().success(), "{}", again.log_text());
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_alert_file_loses_no_alert() {
+    full_disk(FullUnder::AlertFile);
+}
+
+#[test]
+fn a_full_disk_under_the_checkpoints_is_counted_and_retried() {
+    full_disk(FullUnder::Checkpoints);
 }
