@@ -2,8 +2,9 @@
 # Soak test: `flowwarden run` follows a Felix-style flows.log that a writer fills with simulator
 # output at RATE records/s and rotates every ROTATE seconds (flows.log -> flows.log.1 -> ... ,
 # keeping KEEP rotated files), for DURATION. Every SAMPLE seconds the daemon's RSS (VmRSS), open file
-# descriptors (/proc/PID/fd) and records counter go to a CSV. At the end the writer stops, the daemon
-# is given time to catch up and is stopped with SIGTERM, and the script prints a verdict:
+# descriptors (/proc/PID/fd), records counter and tracked workloads go to a CSV. At the end the
+# writer stops, the daemon is given time to catch up and is stopped with SIGTERM, and the script
+# prints a verdict:
 #   - records written == records processed (flowwarden_records_total + flowwarden_bad_records_total)
 #   - RSS after warm-up within RSS_TOLERANCE (10 %): max <= min * 1.10
 #   - open fds after warm-up flat: max - min <= FD_SLACK
@@ -153,14 +154,14 @@ import sys, urllib.request
 try:
     text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
 except Exception:
-    print("0 0"); sys.exit()
+    print("0 0 0"); sys.exit()
 def total(name):
     t = 0.0
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             t += float(line.rsplit(" ", 1)[1])
     return int(t)
-print(total("flowwarden_records_total"), total("flowwarden_bad_records_total"))
+print(total("flowwarden_records_total"), total("flowwarden_bad_records_total"), total("flowwarden_workloads"))
 PY
 }
 
@@ -176,14 +177,14 @@ GEN_PID=$!
 python3 "$OUT/writer.py" "$OUT/logs" "$RATE" "$ROTATE" "$KEEP" "$DURATION_S" "$OUT/written" < "$OUT/gen.fifo" &
 WRITER_PID=$!
 
-echo "elapsed_s,rss_kb,fds,records,written" > "$OUT/samples.csv"
+echo "elapsed_s,rss_kb,fds,records,written,workloads" > "$OUT/samples.csv"
 sample() {
   local elapsed=$1 rss fds rec written
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON/status" 2>/dev/null || echo 0)
   fds=$(ls "/proc/$DAEMON/fd" 2>/dev/null | wc -l)
-  read -r rec bad < <(scrape)
+  read -r rec bad workloads < <(scrape)
   written=$(cut -d' ' -f1 "$OUT/written" 2>/dev/null || echo 0)
-  echo "$elapsed,$rss,$fds,$(( rec + bad )),$written" >> "$OUT/samples.csv"
+  echo "$elapsed,$rss,$fds,$(( rec + bad )),$written,$workloads" >> "$OUT/samples.csv"
 }
 START=$(date +%s)
 while kill -0 "$WRITER_PID" 2>/dev/null; do
@@ -199,7 +200,7 @@ BEHIND=$(cut -d' ' -f2 "$OUT/written")
 # Catch up: wait until the processed count stops short of nothing (or 300 s pass).
 PROCESSED=0
 for _ in $(seq 300); do
-  read -r rec bad < <(scrape)
+  read -r rec bad _ < <(scrape)
   PROCESSED=$(( rec + bad ))
   [[ "$PROCESSED" -ge "$WRITTEN" ]] && break
   sleep 1
@@ -229,6 +230,8 @@ if after:
     fds = [int(r["fds"]) for r in after]
     check("rss", max(rss) <= min(rss) * (1 + tol), f"min {min(rss)/1024:.1f} MiB, max {max(rss)/1024:.1f} MiB after warm-up (limit +{tol:.0%})")
     check("fds", max(fds) - min(fds) <= fd_slack, f"min {min(fds)}, max {max(fds)} after warm-up (slack {fd_slack})")
+    wl = [int(r.get("workloads") or 0) for r in after]
+    print(f"  info  workloads tracked after warm-up: {min(wl)} .. {max(wl)}")
 else:
     check("samples", False, "no sample after the warm-up")
 check("exit", rc == 0, f"daemon exit code {rc}")
