@@ -8,6 +8,7 @@
 #   - records written == records processed (flowwarden_records_total + flowwarden_bad_records_total)
 #   - RSS after warm-up within RSS_TOLERANCE (10 %): max <= min * 1.10
 #   - open fds after warm-up flat: max - min <= FD_SLACK
+#   - alerts raised (the daemon's final log line) == alerts delivered to the alert file
 # Exit 0 when every check passes, 1 otherwise.
 #
 #   scripts/soak.sh                       # 30 minutes at 50k records/s (the soak)
@@ -235,6 +236,21 @@ if after:
 else:
     check("samples", False, "no sample after the warm-up")
 check("exit", rc == 0, f"daemon exit code {rc}")
+import json, os
+out = os.path.dirname(path)
+raised = None
+for line in open(os.path.join(out, "daemon.log"), errors="replace"):
+    try:
+        v = json.loads(line)
+    except ValueError:
+        continue
+    if v.get("fields", {}).get("message") == "flowwarden stopped":
+        raised = v["fields"].get("alerts")
+try:
+    delivered = sum(1 for _ in open(os.path.join(out, "alerts.jsonl")))
+except OSError:
+    delivered = 0
+check("alerts", raised is not None and raised == delivered, f"raised {raised}, delivered to the file {delivered}")
 print("PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY
