@@ -148,6 +148,10 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Alert output.
     pub alerts: AlertsConfig,
+    /// Queue and retries between the pipeline and the alert sinks (daemon).
+    pub delivery: crate::sink::delivery::DeliveryConfig,
+    /// Webhook alert sink.
+    pub webhook: crate::sink::webhook::WebhookConfig,
     /// Dead letters.
     pub dead_letter: DeadLetterConfig,
     /// Prometheus metrics and health endpoints.
@@ -248,6 +252,8 @@ impl Config {
         self.baseline.validate().map_err(|(k, m)| key(&k, m))?;
         self.detect.validate().map_err(|(k, m)| key(&k, m))?;
         self.alerts.validate().map_err(|(k, m)| key(&k, m))?;
+        self.delivery.validate().map_err(|(k, m)| key(&k, m))?;
+        self.webhook.validate().map_err(|(k, m)| key(&k, m))?;
         self.metrics.validate().map_err(|(k, m)| key(&k, m))?;
         self.log.validate().map_err(|(k, m)| key(&k, m))?;
         humantime::parse_duration(&self.daemon.shutdown_timeout)

@@ -2,13 +2,17 @@
 //! alerts, and handles signals (SIGTERM/SIGINT: stop consuming, flush, exit 0; SIGHUP: reload).
 //!
 //! Sources are built here from `[source] kind`; each kind's implementation lives in `src/source/`.
+//! Alerts go to the sinks through [`Delivery`] (bounded queues, retries, back-pressure); a checkpoint
+//! is written only once every alert raised before it is delivered, and a checkpoint that cannot be
+//! written is logged, counted and retried at the next interval without stopping the daemon.
 
 use crate::alert::Alert;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::respond::ResponseStage;
-use crate::sink::{AlertSink, FanOut};
+use crate::sink::delivery::Delivery;
+use crate::sink::AlertSink;
 use crate::source::{
     open_inputs, FileSourceOptions, LineBatch, LineSource, Poll, SourceCheckpoint,
 };
@@ -110,7 +114,7 @@ pub fn build_source(
 
 /// Where alerts and actions go in the daemon.
 struct Outputs {
-    alerts: FanOut,
+    alerts: Delivery,
     response: Option<ResponseStage>,
     actions_topic: Option<crate::kafka::sink::KafkaActionSink>,
     sink_errors: u64,
@@ -121,12 +125,7 @@ impl Outputs {
     fn deliver(&mut self, alerts: &[Alert], watermark: Option<i64>) {
         for alert in alerts {
             crate::telemetry::record_alert(alert);
-            if let Err(e) = self.alerts.send(alert) {
-                self.sink_error("alerts", &e);
-            }
-        }
-        if let Err(e) = self.alerts.flush() {
-            self.sink_error("alerts", &e);
+            self.alerts.send(alert.clone());
         }
         let Some(stage) = &mut self.response else {
             return;
@@ -165,10 +164,8 @@ impl Outputs {
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(e) = self.alerts.flush() {
-            self.sink_error("alerts", &e);
-        }
+    /// Flushes the actions topic (alerts are flushed by their delivery threads).
+    fn flush_actions(&mut self) {
         if let Some(topic) = &mut self.actions_topic {
             if let Err(e) = topic.flush() {
                 self.sink_errors += 1;
@@ -212,6 +209,62 @@ fn checkpoint(
     crate::telemetry::record_checkpoint();
     tracing::debug!(path = %path.display(), "checkpoint written");
     Ok(())
+}
+
+/// [`checkpoint`], with a failure logged, counted and reported by `/readyz` until one succeeds. The
+/// source commits (Kafka offsets) only after a successful write, so a failure never moves the
+/// committed position past the last checkpoint on disk.
+fn checkpoint_or_count(
+    cfg: &Config,
+    pipeline: &Pipeline,
+    source: &mut Box<dyn LineSource>,
+    partition_states: Option<&mut crate::kafka::state::PartitionStates>,
+) -> anyhow::Result<()> {
+    match checkpoint(cfg, pipeline, source, partition_states) {
+        Ok(()) => {
+            crate::telemetry::health::set_fault("checkpoint", None);
+            Ok(())
+        }
+        Err(e) => {
+            crate::telemetry::record_checkpoint_failure();
+            let why = format!("{e:#}");
+            tracing::error!(error = %why, "checkpoint failed; retrying at the next interval");
+            crate::telemetry::health::set_fault(
+                "checkpoint",
+                Some(format!("checkpoint failed: {why}")),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The daemon's alert sinks, named for metrics and logs: stdout, file, webhook, Kafka topic.
+fn alert_sinks(cfg: &Config) -> anyhow::Result<Vec<(String, Box<dyn AlertSink>)>> {
+    let mut sinks: Vec<(String, Box<dyn AlertSink>)> = Vec::new();
+    if cfg.alerts.stdout {
+        let out = std::io::BufWriter::new(std::io::stdout());
+        sinks.push((
+            "stdout".into(),
+            Box::new(crate::sink::JsonLinesSink::new(out)),
+        ));
+    }
+    if let Some(path) = &cfg.alerts.file {
+        sinks.push((
+            "file".into(),
+            Box::new(crate::sink::file::AlertFileSink::create(path)?),
+        ));
+    }
+    if let Some(webhook) = crate::sink::webhook::WebhookSink::from_config(&cfg.webhook) {
+        sinks.push(("webhook".into(), Box::new(webhook)));
+    }
+    if let Some(topic) = &cfg.kafka.alerts_topic {
+        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
+        sinks.push((
+            "kafka".into(),
+            Box::new(crate::kafka::sink::KafkaAlertSink(producer)),
+        ));
+    }
+    Ok(sinks)
 }
 
 /// Runs the daemon until the source ends or a shutdown signal arrives.
@@ -266,11 +319,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
         pipeline.set_dead_letters(Box::new(crate::kafka::sink::KafkaDeadLetterSink(producer)));
     }
-    let mut alerts = crate::cli::replay::alert_sinks(&cfg, None)?;
-    if let Some(topic) = &cfg.kafka.alerts_topic {
-        let producer = crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?;
-        alerts.push(Box::new(crate::kafka::sink::KafkaAlertSink(producer)));
-    }
+    let alerts = Delivery::start(alert_sinks(&cfg)?, &cfg.delivery);
     let actions_topic = match &cfg.kafka.actions_topic {
         Some(topic) => Some(crate::kafka::sink::KafkaActionSink(
             crate::kafka::sink::TopicProducer::new(&cfg.kafka, topic)?,
@@ -343,8 +392,20 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
             source.batch_done();
         }
         if last_checkpoint.elapsed() >= checkpoint_every {
-            out.flush();
-            checkpoint(&cfg, &pipeline, &mut source, partition_states.as_mut())?;
+            out.flush_actions();
+            // A checkpoint covers the alerts raised so far: wait until the sinks have them (during
+            // a sink fault this holds the loop, which is the back-pressure anyway).
+            match out.alerts.wait_delivered(Some(&signals.shutdown)) {
+                Ok(()) => {
+                    let _ = checkpoint_or_count(
+                        &cfg,
+                        &pipeline,
+                        &mut source,
+                        partition_states.as_mut(),
+                    );
+                }
+                Err(e) => tracing::warn!(pending = out.alerts.pending(), "checkpoint skipped: {e}"),
+            }
             last_checkpoint = Instant::now();
         }
         match poll {
@@ -364,10 +425,15 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         let raised = pipeline.finish()?;
         out.deliver(&raised, pipeline.watermark());
     }
-    out.flush();
+    out.flush_actions();
+    // Blocks until the sinks have every alert; a sink still down when the shutdown bound runs out
+    // ends the process through the watchdog, without a checkpoint, so a restart re-raises them.
+    if let Err(e) = out.alerts.wait_delivered(None) {
+        anyhow::bail!("not checkpointing: {e}");
+    }
     // At the end of a finite input every window is closed; the checkpoint still records positions
     // so a restart does not re-read the input.
-    checkpoint(&cfg, &pipeline, &mut source, partition_states.as_mut())?;
+    checkpoint_or_count(&cfg, &pipeline, &mut source, partition_states.as_mut())?;
     let stats = pipeline.stats();
     let quarantines = out
         .response

@@ -3,8 +3,9 @@
 //! One idempotent producer (`enable.idempotence=true`, `acks=all`) per sink; messages are keyed
 //! (alerts and actions by workload, dead letters by source) so one key's messages stay in order on
 //! one partition. librdkafka retries deliveries itself; a message it finally gives up on is re-sent
-//! up to `delivery_retries` times by [`TopicProducer::flush`], then logged, counted in
-//! `flowwarden_sink_errors_total{sink="kafka"}` and reported as an error. `flush` blocks until
+//! up to `delivery_retries` times by [`TopicProducer::flush`], then queued once more and reported as
+//! an error (logged, counted in `flowwarden_sink_errors_total{sink="kafka"}`); the next flush waits
+//! for it again, so nothing is dropped while the broker is away. `flush` blocks until
 //! every delivery is settled: the daemon checkpoints only after it, so alerts before a checkpoint
 //! are delivered, and a slow broker back-pressures the (synchronous) daemon loop.
 
@@ -154,18 +155,20 @@ impl TopicProducer {
             metrics::counter!("flowwarden_sink_errors_total", "sink" => "kafka")
                 .increment(failed.len() as u64);
             tracing::warn!(topic = %self.topic, failed = failed.len(), attempt, error = %failed[0].error, "kafka deliveries failed");
-            if attempt >= self.retries {
+            attempt += 1;
+            for f in &failed {
+                self.send_bytes(&f.key, &f.payload)?;
+            }
+            if attempt > self.retries {
+                // Queued again, not dropped: the caller's next flush waits for them (the daemon's
+                // delivery layer retries the flush with backoff until the broker takes them).
                 anyhow::bail!(
-                    "{} message(s) to kafka topic {} could not be delivered after {} re-sends: {}",
+                    "{} message(s) to kafka topic {} not delivered after {} re-sends ({}); queued again",
                     failed.len(),
                     self.topic,
                     self.retries,
                     failed[0].error
                 );
-            }
-            attempt += 1;
-            for f in &failed {
-                self.send_bytes(&f.key, &f.payload)?;
             }
         }
     }

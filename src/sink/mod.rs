@@ -2,6 +2,11 @@
 //! the same traits).
 //!
 //! A sink owns delivery and nothing else: it must not filter or reorder what the pipeline hands it.
+//! In the daemon every alert sink runs behind [`delivery::Delivery`] (bounded queue, retries).
+
+pub mod delivery;
+pub mod file;
+pub mod webhook;
 
 use crate::alert::Alert;
 use crate::source::Position;

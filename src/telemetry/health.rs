@@ -1,5 +1,6 @@
 //! Readiness: the daemon is ready when its sources are connected, its last checkpoint is recent (or
-//! checkpoints are off), and it is not shutting down. Liveness needs no state: a process that can
+//! checkpoints are off), no fault is reported (a stalled alert sink, a failing checkpoint
+//! directory: `/readyz` answers 503 "degraded: ..." while it lasts), and it is not shutting down. Liveness needs no state: a process that can
 //! answer `/healthz` is alive.
 //!
 //! The state is process-global because the parts that change it (sources, the checkpointer, the
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 
 static SOURCES_CONNECTED: AtomicBool = AtomicBool::new(false);
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+/// Faults in force, by component (`sink:webhook`, `checkpoint`): what `/readyz` reports as degraded.
+static FAULTS: Mutex<std::collections::BTreeMap<String, String>> =
+    Mutex::new(std::collections::BTreeMap::new());
 static CHECKPOINTS: Mutex<CheckpointState> = Mutex::new(CheckpointState {
     max_age: None,
     since: None,
@@ -55,6 +59,19 @@ pub fn checkpoint_age() -> Option<Duration> {
     lock().last.map(|t| t.elapsed())
 }
 
+/// Reports (`Some(why)`) or clears (`None`) a fault of `component`.
+pub fn set_fault(component: &str, fault: Option<String>) {
+    let mut f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    match fault {
+        Some(why) => {
+            f.insert(component.to_string(), why);
+        }
+        None => {
+            f.remove(component);
+        }
+    }
+}
+
 /// `Ok` when ready, else why not (one short sentence for the `/readyz` body).
 pub fn readiness() -> Result<(), String> {
     if SHUTTING_DOWN.load(Ordering::SeqCst) {
@@ -62,6 +79,13 @@ pub fn readiness() -> Result<(), String> {
     }
     if !SOURCES_CONNECTED.load(Ordering::SeqCst) {
         return Err("sources are not connected".into());
+    }
+    {
+        let f = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+        if !f.is_empty() {
+            let why: Vec<&str> = f.values().map(String::as_str).collect();
+            return Err(format!("degraded: {}", why.join("; ")));
+        }
     }
     let s = lock();
     if let Some(max_age) = s.max_age {
@@ -108,6 +132,12 @@ mod tests {
         record_checkpoint();
         assert!(readiness().is_ok());
         assert!(checkpoint_age().is_some());
+        set_fault("sink:webhook", Some("alert sink webhook blocked".into()));
+        assert!(readiness()
+            .unwrap_err()
+            .starts_with("degraded: alert sink webhook"));
+        set_fault("sink:webhook", None);
+        assert!(readiness().is_ok());
         set_shutting_down();
         assert_eq!(readiness().unwrap_err(), "shutting down");
     }

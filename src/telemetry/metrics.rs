@@ -39,6 +39,12 @@ pub const KAFKA_CONSUMER_LAG: &str = "flowwarden_kafka_consumer_lag";
 pub const CHECKPOINT_AGE_SECONDS: &str = "flowwarden_checkpoint_age_seconds";
 /// Sink delivery errors, by `sink`.
 pub const SINK_ERRORS_TOTAL: &str = "flowwarden_sink_errors_total";
+/// Alerts queued for a sink and not yet delivered, by `sink`.
+pub const SINK_PENDING: &str = "flowwarden_sink_pending";
+/// How long a sink's current delivery has been failing or blocked (0 when it keeps up), by `sink`.
+pub const SINK_STALLED_SECONDS: &str = "flowwarden_sink_stalled_seconds";
+/// Checkpoints that could not be written (the daemon keeps running and retries at the next interval).
+pub const CHECKPOINT_FAILURES_TOTAL: &str = "flowwarden_checkpoint_failures_total";
 /// 1 when `/readyz` would answer 200.
 pub const READY: &str = "flowwarden_ready";
 /// SIGHUP reloads, by `result` (ok, error).
@@ -126,6 +132,21 @@ fn describe_all() {
         SINK_ERRORS_TOTAL,
         Unit::Count,
         "Sink delivery errors, by sink."
+    );
+    describe_gauge!(
+        SINK_PENDING,
+        Unit::Count,
+        "Alerts queued for a sink and not yet delivered, by sink."
+    );
+    describe_gauge!(
+        SINK_STALLED_SECONDS,
+        Unit::Seconds,
+        "How long a sink's current delivery has been failing or blocked, by sink."
+    );
+    describe_counter!(
+        CHECKPOINT_FAILURES_TOTAL,
+        Unit::Count,
+        "Checkpoints that could not be written."
     );
     describe_gauge!(READY, "1 when /readyz answers 200.");
     describe_counter!(
@@ -230,6 +251,17 @@ pub fn set_checkpoint_age(age: Duration) {
 /// Counts one failed delivery to a sink (`stdout`, `file`, `kafka`, `webhook`, ...).
 pub fn record_sink_error(sink: &str) {
     counter!(SINK_ERRORS_TOTAL, "sink" => sink.to_owned()).increment(1);
+}
+
+/// Publishes a sink's queue depth and how long its current delivery has been stuck.
+pub fn set_sink_state(sink: &str, pending: usize, stalled: Duration) {
+    gauge!(SINK_PENDING, "sink" => sink.to_owned()).set(pending as f64);
+    gauge!(SINK_STALLED_SECONDS, "sink" => sink.to_owned()).set(stalled.as_secs_f64());
+}
+
+/// Counts one checkpoint that could not be written.
+pub fn record_checkpoint_failure() {
+    counter!(CHECKPOINT_FAILURES_TOTAL).increment(1);
 }
 
 /// Counts one configuration reload attempt.

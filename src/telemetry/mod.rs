@@ -19,9 +19,9 @@ pub use health::{
 };
 pub use logging::{apply_log_config, init_logging};
 pub use metrics::{
-    record_action, record_action_outcome, record_alert, record_batch, record_reload,
-    record_sink_error, record_window_close, set_active_quarantines, set_checkpoint_age,
-    set_kafka_lag, set_workloads, PipelineMeter,
+    record_action, record_action_outcome, record_alert, record_batch, record_checkpoint_failure,
+    record_reload, record_sink_error, record_window_close, set_active_quarantines,
+    set_checkpoint_age, set_kafka_lag, set_sink_state, set_workloads, PipelineMeter,
 };
 pub use progress::{progress, Progress};
 pub use server::{start, TelemetryServer};
