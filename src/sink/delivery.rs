@@ -435,6 +435,7 @@ pub(crate) mod tests {
             },
             feature: text("test"),
             soc2: vec![],
+            provisional: false,
         }
     }
 
