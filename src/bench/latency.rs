@@ -4,10 +4,10 @@
 //! timestamps rewritten to wall time) into a followed file or a Kafka topic, and every
 //! `scan_every` injects a port scan from a fresh workload. The daemon (`flowwarden run`, a child
 //! process with its own config) reads them like in production and prints alerts to stdout. The
-//! latency of one scan is the time from the write of its crossing record (the one that reaches
-//! `distinct_denied_ports`) returning to the early alert for that workload arriving on the
-//! daemon's stdout, so it includes the source's polling, decode, aggregation, the alert's JSON and
-//! the pipe.
+//! latency of one scan is the time from its crossing record (the one that reaches
+//! `distinct_denied_ports`) becoming readable — its file write returned, or the broker acknowledged
+//! it — to the early alert for that workload arriving on the daemon's stdout, so it includes the
+//! source's polling (and the broker's fetch), decode, aggregation, the alert's JSON and the pipe.
 
 use crate::bench::Percentiles;
 use crate::config::Config;
@@ -155,6 +155,9 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
             written += lines.len() as u64;
             sink.write(&lines, &mut buf)?;
             if let Some(name) = crossing {
+                // The crossing record counts as arrived once it is readable: written to the file,
+                // or acknowledged by the broker (so the producer's own batching is not counted).
+                sink.settle()?;
                 daemon.expect(name, Instant::now());
             }
         }
@@ -338,6 +341,14 @@ impl Sink {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Waits until what was written is readable by the daemon.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(_) => Ok(()),
+            Sink::Kafka(p) => p.flush(),
         }
     }
 
