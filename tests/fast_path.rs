@@ -131,7 +131,15 @@ fn early_alerts_do_not_depend_on_batch_size_or_threads() {
     let dir = tempdir("determinism");
     let status = Command::new(BIN)
         .current_dir(&dir)
-        .args(["generate", "--seed", "7", "--duration", "1d", "--out", "sim.jsonl"])
+        .args([
+            "generate",
+            "--seed",
+            "7",
+            "--duration",
+            "1d",
+            "--out",
+            "sim.jsonl",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -139,7 +147,12 @@ fn early_alerts_do_not_depend_on_batch_size_or_threads() {
     assert!(status.success());
     std::fs::write(dir.join("small.toml"), "[input]\nbatch_lines = 7\n").expect("config");
     replay(&dir, "sim.jsonl", "a.jsonl", &["--threads", "1"]);
-    replay(&dir, "sim.jsonl", "b.jsonl", &["--threads", "2", "--config", "small.toml"]);
+    replay(
+        &dir,
+        "sim.jsonl",
+        "b.jsonl",
+        &["--threads", "2", "--config", "small.toml"],
+    );
     let a = early_alerts(&dir.join("a.jsonl"));
     let b = early_alerts(&dir.join("b.jsonl"));
     assert!(

@@ -74,8 +74,12 @@ pub struct LatencyReport {
     pub scans: u64,
     /// Scans whose early alert arrived.
     pub scans_alerted: u64,
-    /// Write of the crossing record → early alert on the daemon's stdout, in µs.
+    /// Crossing record readable (file write returned, or broker acknowledged) → early alert on the
+    /// daemon's stdout, in µs. For Kafka a lower bound: the alert may beat the acknowledgement.
     pub latency_us: Percentiles,
+    /// Crossing record handed to the file or the producer → early alert, in µs. For Kafka an upper
+    /// bound: it includes the producer's batching and the broker's append.
+    pub from_handover_us: Percentiles,
     /// Early alerts of other workloads (background traffic crossing a threshold).
     pub other_early_alerts: u64,
     /// The five slowest scans: (seconds into the run the crossing record was written, latency µs),
@@ -153,12 +157,13 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
         }
         if !lines.is_empty() {
             written += lines.len() as u64;
+            let enqueued = Instant::now();
             sink.write(&lines, &mut buf)?;
             if let Some(name) = crossing {
                 // The crossing record counts as arrived once it is readable: written to the file,
                 // or acknowledged by the broker (so the producer's own batching is not counted).
                 sink.settle()?;
-                daemon.expect(name, Instant::now());
+                daemon.expect(name, enqueued, Instant::now());
             }
         }
         std::thread::sleep(Duration::from_micros(500));
@@ -170,18 +175,22 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
     while daemon.alerted() < scans && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (latencies, other, samples) = daemon.stop()?;
-    let mut slowest: Vec<(f64, u64)> = samples
+    let measured = daemon.stop()?;
+    let mut slowest: Vec<(f64, u64)> = measured
+        .samples
         .iter()
         .map(|(at, us)| (at.saturating_duration_since(started).as_secs_f64(), *us))
         .collect();
     slowest.sort_by(|a, b| b.1.cmp(&a.1));
     slowest.truncate(5);
     let _ = std::fs::remove_dir_all(&dir);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for us in &latencies {
-        hist.saturating_record(*us);
-    }
+    let histogram = |values: &[u64]| -> anyhow::Result<Percentiles> {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for us in values {
+            h.saturating_record(*us);
+        }
+        Ok(Percentiles::of(&h))
+    };
     Ok(LatencyReport {
         via: match opts.via {
             Via::File => "file".into(),
@@ -191,9 +200,10 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
         records_written: written,
         achieved_rate: written as f64 / writing.as_secs_f64().max(1e-9),
         scans,
-        scans_alerted: latencies.len() as u64,
-        latency_us: Percentiles::of(&hist),
-        other_early_alerts: other,
+        scans_alerted: measured.latencies_us.len() as u64,
+        latency_us: histogram(&measured.latencies_us)?,
+        from_handover_us: histogram(&measured.from_enqueue_us)?,
+        other_early_alerts: measured.other,
         slowest,
     })
 }
@@ -363,9 +373,11 @@ impl Sink {
 /// Scans waiting for their alert, and the latencies measured.
 #[derive(Default)]
 struct Waiting {
-    sent: HashMap<String, Instant>,
+    /// Scan → (its lines handed to the file or producer, readable by the daemon).
+    sent: HashMap<String, (Instant, Instant)>,
     early: HashMap<String, Instant>,
     latencies_us: Vec<u64>,
+    from_enqueue_us: Vec<u64>,
     /// (write instant, latency) per settled scan.
     samples: Vec<(Instant, u64)>,
     other: u64,
@@ -374,14 +386,25 @@ struct Waiting {
 
 impl Waiting {
     fn settle(&mut self, name: &str) {
-        if let (Some(sent), Some(seen)) = (self.sent.get(name), self.early.get(name)) {
-            // An alert read before `expect` registered the write: the write returned first.
+        if let (Some((enqueued, sent)), Some(seen)) = (self.sent.get(name), self.early.get(name)) {
+            // An alert can arrive before the broker's acknowledgement reaches the writer: that
+            // latency counts as 0 from "readable" and is still bounded by the one from the hand-over.
             let us = seen.saturating_duration_since(*sent).as_micros() as u64;
             self.latencies_us.push(us);
+            self.from_enqueue_us
+                .push(seen.saturating_duration_since(*enqueued).as_micros() as u64);
             self.samples.push((*sent, us));
             self.sent.remove(name);
         }
     }
+}
+
+/// What the reader measured.
+struct Measured {
+    latencies_us: Vec<u64>,
+    from_enqueue_us: Vec<u64>,
+    other: u64,
+    samples: Vec<(Instant, u64)>,
 }
 
 /// The daemon child process and the thread reading its stdout.
@@ -461,9 +484,9 @@ impl Daemon {
         }
     }
 
-    fn expect(&self, name: String, sent: Instant) {
+    fn expect(&self, name: String, enqueued: Instant, sent: Instant) {
         if let Ok(mut g) = self.waiting.lock() {
-            g.sent.insert(name.clone(), sent);
+            g.sent.insert(name.clone(), (enqueued, sent));
             g.settle(&name);
         }
     }
@@ -474,7 +497,7 @@ impl Daemon {
             .map_or(0, |g| g.latencies_us.len() as u64)
     }
 
-    fn stop(mut self) -> anyhow::Result<(Vec<u64>, u64, Vec<(Instant, u64)>)> {
+    fn stop(mut self) -> anyhow::Result<Measured> {
         // SIGTERM: the daemon flushes and exits 0.
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -493,7 +516,12 @@ impl Daemon {
             .waiting
             .lock()
             .map_err(|_| anyhow::anyhow!("latency reader panicked"))?;
-        Ok((g.latencies_us.clone(), g.other, g.samples.clone()))
+        Ok(Measured {
+            latencies_us: g.latencies_us.clone(),
+            from_enqueue_us: g.from_enqueue_us.clone(),
+            other: g.other,
+            samples: g.samples.clone(),
+        })
     }
 }
 

@@ -91,6 +91,16 @@ pub fn run(a: LatencyArgs) -> anyhow::Result<()> {
             l.p999 as f64 / 1e3,
             l.max as f64 / 1e3
         );
+        if report.via == "kafka" {
+            let h = &report.from_handover_us;
+            println!(
+                "from hand-over to the producer: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+                h.p50 as f64 / 1e3,
+                h.p99 as f64 / 1e3,
+                h.p999 as f64 / 1e3,
+                h.max as f64 / 1e3
+            );
+        }
         if report.other_early_alerts > 0 {
             println!(
                 "(background traffic raised {} early alerts)",
