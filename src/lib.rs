@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod pipeline;
 pub mod report;
 pub mod respond;
+pub mod secret;
 pub mod simulate;
 pub mod sink;
 pub mod source;
