@@ -529,11 +529,11 @@ fn tls_to_a_plaintext_broker_fails_with_a_clear_error() {
 // ---------------------------------------------------------------------------------------------
 // RBAC.
 
+/// One RBAC permission: (group, resource, verb, resourceNames).
+type Rule = (String, String, String, Vec<String>);
+
 /// (group, resource, verb, names) of every rule of the ClusterRole `name` in rbac.yaml.
-fn rules_of(
-    docs: &[serde_yaml::Value],
-    name: &str,
-) -> BTreeSet<(String, String, String, Vec<String>)> {
+fn rules_of(docs: &[serde_yaml::Value], name: &str) -> BTreeSet<Rule> {
     let role = docs
         .iter()
         .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == name)
@@ -561,7 +561,7 @@ fn rules_of(
     out
 }
 
-fn expected(grants: &[ApiGrant]) -> BTreeSet<(String, String, String, Vec<String>)> {
+fn expected(grants: &[ApiGrant]) -> BTreeSet<Rule> {
     grants
         .iter()
         .map(|g| {

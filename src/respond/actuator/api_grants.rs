@@ -151,13 +151,23 @@ pub const INSTALLER_GRANTS: &[ApiGrant] = &[
     ),
 ];
 
-/// The RBAC (group, resource, verb, name) a raw API request needs, from its method and path:
-/// `GET` on a collection is `list`, on an object `get`; `POST` is `create`; `PATCH` `patch`;
-/// `DELETE` `delete`. `None` for a path that is not a resource path.
-pub fn required_by_request(
-    method: &str,
-    path: &str,
-) -> Option<(String, String, String, Option<String>)> {
+/// What one raw API request needs from RBAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredGrant {
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Resource (plural).
+    pub resource: String,
+    /// RBAC verb.
+    pub verb: String,
+    /// The object's name, when the request names one.
+    pub name: Option<String>,
+}
+
+/// The RBAC grant a raw API request needs, from its method and path: `GET` on a collection is
+/// `list`, on an object `get`; `POST` is `create`; `PATCH` `patch`; `PUT` `update`; `DELETE`
+/// `delete`. `None` for a path that is not a resource path.
+pub fn required_by_request(method: &str, path: &str) -> Option<RequiredGrant> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Core: api/v1/..., others: apis/<group>/<version>/...
     let (group, rest) = match parts.as_slice() {
@@ -182,12 +192,12 @@ pub fn required_by_request(
         ("DELETE", None) => "deletecollection",
         _ => return None,
     };
-    Some((
-        group.to_string(),
-        resource.to_string(),
-        verb.to_string(),
-        name.map(str::to_string),
-    ))
+    Some(RequiredGrant {
+        group: group.to_string(),
+        resource: resource.to_string(),
+        verb: verb.to_string(),
+        name: name.map(str::to_string),
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +206,7 @@ mod tests {
 
     #[test]
     fn requests_map_to_rbac_verbs() {
-        let r = |m, p| required_by_request(m, p).map(|(g, res, v, n)| (g, res, v, n));
+        let r = |m, p| required_by_request(m, p).map(|g| (g.group, g.resource, g.verb, g.name));
         assert_eq!(
             r("GET", "/api/v1/namespaces/shop/pods"),
             Some(("".into(), "pods".into(), "list".into(), None))
