@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = cfg.window.lateness_s();
     let _ = cfg.daemon.shutdown_bound();
     let _ = cfg.effective_threads(None);
-    if cfg.secrets().iter().all(|s| s.file.is_none() && s.env.is_none()) {
+    if cfg
+        .secrets()
+        .iter()
+        .all(|s| s.file.is_none() && s.env.is_none())
+    {
         // Reads no file and no environment: safe to call on fuzzed input.
         let _ = cfg.kafka.client_properties();
     }

@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let _ = dec.with_raw(&line, |raw| raw.policies.as_ref().map(|p| p.enforced().len()));
+    let _ = dec.with_raw(&line, |raw| {
+        raw.policies.as_ref().map(|p| p.enforced().len())
+    });
     let report = inspect_body(&line, MAX_LINE);
     assert!(report.lines.len() <= 1 || line.contains(&b'\n'));
 });

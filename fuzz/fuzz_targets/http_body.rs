@@ -35,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let token = Secret::new(TOKEN);
     let with_token = check_head(&Method::POST, BULK_PATH, &headers, Some(&token), MAX_BODY);
-    let authorised = headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes())
+    let authorised = headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
         == Some(format!("Bearer {TOKEN}").as_bytes());
     match &with_token {
         Err(r) if r.status == StatusCode::UNAUTHORIZED => assert!(!authorised),

@@ -39,11 +39,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(rec.end_time >= rec.start_time);
     }
     let _ = dec.with_raw(line.as_bytes(), |raw| {
-        raw.policies.as_ref().map(|p| {
-            p.enforced()
-                .iter()
-                .map(|e| e.parse().is_ok())
-                .count()
-        })
+        raw.policies
+            .as_ref()
+            .map(|p| p.enforced().iter().map(|e| e.parse().is_ok()).count())
     });
 });
