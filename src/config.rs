@@ -7,6 +7,7 @@
 use crate::alert::AlertsConfig;
 use crate::detect::DetectConfig;
 use crate::kafka::KafkaConfig;
+use crate::secret::SecretRef;
 use crate::source::goldmane_http::GoldmaneHttpConfig;
 use crate::window::WindowConfig;
 use serde::{Deserialize, Serialize};
@@ -190,13 +191,34 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Loads and validates a file.
+    /// Loads and validates a file, and checks that every secret it names can be read.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text)
+        let cfg = Self::from_toml(&text)?;
+        cfg.check_secrets()?;
+        Ok(cfg)
+    }
+
+    /// Every secret the config can hold (bearer token, Kafka passwords), with its settings.
+    pub fn secrets(&self) -> Vec<SecretRef<'_>> {
+        let mut all = vec![self.goldmane_http.bearer_token_ref()];
+        all.extend(self.kafka.secrets());
+        all
+    }
+
+    /// Reads every configured secret once (discarding the values), so a missing file or
+    /// variable stops start-up with an error naming its key instead of failing at first use.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        for secret in self.secrets() {
+            secret.resolve().map_err(|e| ConfigError::Key {
+                key: e.key,
+                message: e.message,
+            })?;
+        }
+        Ok(())
     }
 
     /// Loads `path` if given, else the defaults.

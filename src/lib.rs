@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod policy_insight;
 pub mod report;
 pub mod respond;
+pub mod secret;
 pub mod simulate;
 pub mod sink;
 pub mod source;

@@ -491,3 +491,52 @@ fn directory_actuator_writes_then_removes_the_manifest() {
     act.apply(&dry).unwrap();
     assert!(!path.exists(), "dry-run writes nothing");
 }
+
+#[test]
+fn the_requests_made_are_the_ones_rbac_yaml_grants() {
+    use flowwarden::respond::actuator::api_grants::{
+        required_by_request, GrantKind, INSTALLER_GRANTS, RESPONDER_GRANTS,
+    };
+    let server = Server::start();
+    let mut kube = actuator(&server);
+    let mut made = BTreeSet::new();
+    for mode in [
+        QuarantineMode::Label,
+        QuarantineMode::Policy,
+        QuarantineMode::K8s,
+    ] {
+        let (q, rel) = quarantine_and_release(mode);
+        kube.apply(&q).unwrap();
+        kube.apply(&rel).unwrap();
+    }
+    let requests = |seen: Vec<Seen>| -> BTreeSet<(String, String, String)> {
+        seen.iter()
+            .map(|s| {
+                let g = required_by_request(&s.method, &s.path)
+                    .unwrap_or_else(|| panic!("not a resource request: {} {}", s.method, s.path));
+                (g.group, g.resource, g.verb)
+            })
+            .collect()
+    };
+    made.extend(requests(server.take()));
+    let listed = |grants: &[flowwarden::respond::actuator::api_grants::ApiGrant]| {
+        grants
+            .iter()
+            .filter(|g| g.kind == GrantKind::Request)
+            .map(|g| {
+                (
+                    g.group.to_string(),
+                    g.resource.to_string(),
+                    g.verb.to_string(),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(made, listed(RESPONDER_GRANTS), "responder requests");
+    kube.install(&RespondConfig::default()).unwrap();
+    assert_eq!(
+        requests(server.take()),
+        listed(INSTALLER_GRANTS),
+        "install requests"
+    );
+}

@@ -12,5 +12,7 @@ fuzz_target!(|line: &[u8]| {
         // What every later stage relies on.
         assert!(rec.end_time >= rec.start_time);
     }
-    let _ = dec.with_raw(line, |raw| raw.policies.as_ref().map(|p| p.enforced().len()));
+    let _ = dec.with_raw(line, |raw| {
+        raw.policies.as_ref().map(|p| p.enforced().len())
+    });
 });

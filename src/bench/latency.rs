@@ -120,6 +120,7 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
             };
             crate::kafka::produce::ensure_topic(&kcfg, topic, 1, 1, false)?;
             kcfg.librdkafka
+                .0
                 .insert("linger.ms".into(), linger_ms.to_string());
             Sink::Kafka(crate::kafka::sink::TopicProducer::new(&kcfg, topic)?)
         }

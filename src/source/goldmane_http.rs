@@ -15,19 +15,21 @@
 //! duplicate.
 
 use crate::flow::{Decoder, Format};
+use crate::secret::{Secret, SecretRef};
 use crate::source::{LineBatch, LineSource, Poll, SourceCheckpoint};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use rustc_hash::FxHashSet;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,11 +67,15 @@ pub struct GoldmaneHttpConfig {
     pub tls_key: Option<PathBuf>,
     /// CA bundle (PEM): when set, clients must present a certificate signed by it (mutual TLS).
     pub client_ca: Option<PathBuf>,
-    /// Require `Authorization: Bearer <token>` (401 otherwise). Printed redacted.
-    #[serde(serialize_with = "redact")]
-    pub bearer_token: Option<String>,
+    /// Require `Authorization: Bearer <token>` (401 otherwise). Printed as `***`.
+    pub bearer_token: Option<Secret>,
     /// Read the bearer token from this file instead (surrounding whitespace ignored).
     pub bearer_token_file: Option<PathBuf>,
+    /// Read the bearer token from this environment variable instead.
+    pub bearer_token_env: Option<String>,
+    /// Listen on a non-loopback address with neither TLS nor a bearer token. Off: such a config
+    /// is refused (anyone who can reach the port could feed flows in and hide an attack).
+    pub allow_insecure_listen: bool,
     /// Recent buckets remembered to drop re-sent ones; 0 turns de-duplication off.
     pub dedup_capacity: usize,
     /// A remembered bucket is forgotten this long after it arrived.
@@ -87,29 +93,34 @@ impl Default for GoldmaneHttpConfig {
             client_ca: None,
             bearer_token: None,
             bearer_token_file: None,
+            bearer_token_env: None,
+            allow_insecure_listen: false,
             dedup_capacity: 1_000_000,
             dedup_ttl: "1h".into(),
         }
     }
 }
 
-fn redact<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(_) => s.serialize_some("<redacted>"),
-        None => s.serialize_none(),
-    }
-}
-
 impl GoldmaneHttpConfig {
+    /// The bearer token's three settings (`bearer_token`, `_file`, `_env`).
+    pub fn bearer_token_ref(&self) -> SecretRef<'_> {
+        SecretRef::new(
+            "goldmane_http.bearer_token",
+            self.bearer_token.as_ref(),
+            self.bearer_token_file.as_ref(),
+            self.bearer_token_env.as_ref(),
+        )
+    }
+
     /// Checks values that types alone cannot; errors are `(key, message)` with the full key.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((format!("goldmane_http.{k}"), m.to_string()));
-        if self.listen.parse::<SocketAddr>().is_err() {
+        let Ok(listen) = self.listen.parse::<SocketAddr>() else {
             return err(
                 "listen",
                 "must be an address and port such as \"0.0.0.0:8088\"",
             );
-        }
+        };
         if self.max_body_bytes < 1024 {
             return err("max_body_bytes", "must be at least 1024");
         }
@@ -128,14 +139,21 @@ impl GoldmaneHttpConfig {
                 "client certificates need TLS: set tls_cert and tls_key",
             );
         }
-        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            return err(
-                "bearer_token",
-                "set bearer_token or bearer_token_file, not both",
-            );
-        }
-        if matches!(&self.bearer_token, Some(t) if t.trim().is_empty()) {
-            return err("bearer_token", "must not be empty");
+        let token = self.bearer_token_ref();
+        token.validate().map_err(|e| (e.key, e.message))?;
+        if !listen.ip().is_loopback()
+            && self.tls_cert.is_none()
+            && !token.is_set()
+            && !self.allow_insecure_listen
+        {
+            return Err((
+                "goldmane_http.listen".into(),
+                format!(
+                    "{listen} is not a loopback address, and the receiver has neither TLS \
+                     (tls_cert, tls_key, client_ca) nor a bearer token: anyone reaching the port \
+                     could push flows. Configure one, or set allow_insecure_listen = true"
+                ),
+            ));
         }
         if humantime::parse_duration(&self.dedup_ttl).is_err() {
             return err("dedup_ttl", "must be a duration such as \"1h\"");
@@ -280,11 +298,13 @@ impl RecentBuckets {
 
 /// One line of a request body that goes to the pipeline.
 #[derive(Debug, Clone, Copy)]
-struct BodyLine {
-    start: usize,
-    end: usize,
+pub struct BodyLine {
+    /// Offset of its first byte in the body.
+    pub start: usize,
+    /// Offset one past its last byte (a `\r` before the newline excluded).
+    pub end: usize,
     /// 1-based line number in the body.
-    line: u64,
+    pub line: u64,
 }
 
 /// A request's accepted lines on their way to the pipeline.
@@ -298,17 +318,19 @@ struct PushedBody {
 
 /// What inspecting a body found.
 #[derive(Debug, Default)]
-struct BodyReport {
+pub struct BodyReport {
     /// Non-blank lines with their bucket key (None: not a Goldmane flow, or bad).
-    lines: Vec<(BodyLine, Option<u64>)>,
+    pub lines: Vec<(BodyLine, Option<u64>)>,
     /// First bad line: number and reason.
-    first_bad: Option<(u64, String)>,
-    bad_lines: u64,
+    pub first_bad: Option<(u64, String)>,
+    /// Lines the decoder rejected.
+    pub bad_lines: u64,
 }
 
 /// Splits an ndjson body into lines, validates each with the pipeline's decoder and computes the
 /// bucket key of each Goldmane flow. Blank lines are skipped (a trailing newline is harmless).
-fn inspect_body(body: &[u8], max_line: usize) -> BodyReport {
+/// Pure (no server state), so the `http_body` fuzz target drives it directly.
+pub fn inspect_body(body: &[u8], max_line: usize) -> BodyReport {
     let mut decoder = Decoder::new(max_line);
     let mut report = BodyReport::default();
     let mut start = 0usize;
@@ -409,7 +431,7 @@ fn hash_json(v: &serde_json::Value, h: &mut xxhash_rust::xxh3::Xxh3) {
 struct Shared {
     max_body_bytes: usize,
     max_line: usize,
-    bearer_token: Option<String>,
+    bearer_token: Option<Secret>,
     queue: tokio::sync::mpsc::Sender<PushedBody>,
     recent: Mutex<RecentBuckets>,
     counters: Arc<Counters>,
@@ -425,6 +447,79 @@ fn token_matches(given: &[u8], expected: &[u8]) -> bool {
         .zip(expected)
         .fold(0u8, |acc, (a, b)| acc | (a ^ b))
         == 0
+}
+
+/// Why a request is refused before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 404, 405, 401 or 413.
+    pub status: StatusCode,
+    /// The plain-text answer.
+    pub text: String,
+}
+
+/// Decides what can be decided from a request's head alone: the path, the method, the bearer
+/// token (when one is expected) and a declared `Content-Length` above `max_body_bytes`. Pure, so
+/// the `http_body` fuzz target drives it directly.
+pub fn check_head(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    expected_token: Option<&Secret>,
+    max_body_bytes: usize,
+) -> Result<(), Refusal> {
+    let refuse = |status, text: String| Err(Refusal { status, text });
+    if path != BULK_PATH {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("not found; Goldmane posts to {BULK_PATH}"),
+        );
+    }
+    if method != Method::POST {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only POST is allowed here".into(),
+        );
+    }
+    if let Some(expected) = expected_token {
+        let given = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        if !given.is_some_and(|g| token_matches(g, expected.expose().as_bytes())) {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            );
+        }
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body_bytes as u64) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large_text(max_body_bytes),
+        );
+    }
+    Ok(())
+}
+
+fn too_large_text(max_body_bytes: usize) -> String {
+    format!("body larger than max_body_bytes = {max_body_bytes}")
+}
+
+fn refusal_reply(r: Refusal) -> Response<Full<Bytes>> {
+    let mut resp = reply(r.status, r.text);
+    if r.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    if r.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
 }
 
 fn reply(status: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
@@ -448,47 +543,21 @@ async fn handle(
     shared: Arc<Shared>,
     peer: Arc<str>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.uri().path() != BULK_PATH {
-        return Ok(reply(
-            StatusCode::NOT_FOUND,
-            format!("not found; Goldmane posts to {BULK_PATH}"),
-        ));
-    }
-    if req.method() != Method::POST {
-        let mut resp = reply(StatusCode::METHOD_NOT_ALLOWED, "only POST is allowed here");
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return Ok(resp);
-    }
-    if let Some(expected) = &shared.bearer_token {
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-        if !given.is_some_and(|g| token_matches(g, expected.as_bytes())) {
-            let mut resp = reply(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            resp.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Ok(resp);
-        }
+    if let Err(refusal) = check_head(
+        req.method(),
+        req.uri().path(),
+        req.headers(),
+        shared.bearer_token.as_ref(),
+        shared.max_body_bytes,
+    ) {
+        return Ok(refusal_reply(refusal));
     }
     let too_large = || {
         reply(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "body larger than max_body_bytes = {}",
-                shared.max_body_bytes
-            ),
+            too_large_text(shared.max_body_bytes),
         )
     };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > shared.max_body_bytes as u64) {
-        return Ok(too_large());
-    }
     let body = match Limited::new(req.into_body(), shared.max_body_bytes)
         .collect()
         .await
@@ -690,26 +759,10 @@ fn tls_config(
     Ok(Some(Arc::new(config)))
 }
 
-fn bearer_token(cfg: &GoldmaneHttpConfig) -> Result<Option<String>, GoldmaneHttpError> {
-    if let Some(path) = &cfg.bearer_token_file {
-        let text = String::from_utf8(read_file("bearer_token_file", path)?).map_err(|_| {
-            GoldmaneHttpError::File {
-                what: "bearer_token_file",
-                path: path.clone(),
-                message: "is not UTF-8".into(),
-            }
-        })?;
-        let token = text.trim().to_string();
-        if token.is_empty() {
-            return Err(GoldmaneHttpError::File {
-                what: "bearer_token_file",
-                path: path.clone(),
-                message: "is empty".into(),
-            });
-        }
-        return Ok(Some(token));
-    }
-    Ok(cfg.bearer_token.as_ref().map(|t| t.trim().to_string()))
+fn bearer_token(cfg: &GoldmaneHttpConfig) -> Result<Option<Secret>, GoldmaneHttpError> {
+    cfg.bearer_token_ref()
+        .resolve()
+        .map_err(|e| GoldmaneHttpError::Config(e.key, e.message))
 }
 
 /// Serves one accepted connection (after the TLS handshake, if any) until it closes.
@@ -843,6 +896,7 @@ impl GoldmaneHttpSource {
         };
         let (queue_tx, queue_rx) = tokio::sync::mpsc::channel(cfg.queue_batches);
         let counters = Arc::new(Counters::default());
+        let shared_has_token = bearer_token.is_some();
         let shared = Arc::new(Shared {
             max_body_bytes: cfg.max_body_bytes,
             max_line: max_line_bytes,
@@ -864,9 +918,16 @@ impl GoldmaneHttpSource {
             addr = %local_addr,
             tls = tls.is_some(),
             client_certificates = cfg.client_ca.is_some(),
-            bearer_token = cfg.bearer_token.is_some() || cfg.bearer_token_file.is_some(),
+            bearer_token = shared_has_token,
             "goldmane-http listening on {local_addr}{BULK_PATH}"
         );
+        if !local_addr.ip().is_loopback() && cfg.client_ca.is_none() && !shared_has_token {
+            tracing::warn!(
+                addr = %local_addr,
+                "goldmane-http accepts pushes from any client that reaches it: set client_ca \
+                 (mutual TLS) or a bearer token to authenticate them"
+            );
+        }
         Ok(GoldmaneHttpSource {
             queue: Some(queue_rx),
             current: None,
@@ -1083,9 +1144,65 @@ mod tests {
             ..Default::default()
         };
         let text = toml::to_string(&cfg).expect("serializes");
-        assert!(
-            !text.contains("s3cret") && text.contains("redacted"),
-            "{text}"
-        );
+        assert!(!text.contains("s3cret") && text.contains("***"), "{text}");
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn a_non_loopback_listen_needs_tls_a_token_or_an_explicit_opt_in() {
+        let open = GoldmaneHttpConfig {
+            listen: "0.0.0.0:8088".into(),
+            ..Default::default()
+        };
+        let (key, message) = open.validate().unwrap_err();
+        assert_eq!(key, "goldmane_http.listen");
+        assert!(message.contains("allow_insecure_listen"), "{message}");
+        let v6 = GoldmaneHttpConfig {
+            listen: "[::]:8088".into(),
+            ..Default::default()
+        };
+        assert_eq!(v6.validate().unwrap_err().0, "goldmane_http.listen");
+        for ok in [
+            GoldmaneHttpConfig {
+                tls_cert: Some("c.pem".into()),
+                tls_key: Some("k.pem".into()),
+                ..open.clone()
+            },
+            GoldmaneHttpConfig {
+                bearer_token_env: Some("GOLDMANE_TOKEN".into()),
+                ..open.clone()
+            },
+            GoldmaneHttpConfig {
+                allow_insecure_listen: true,
+                ..open.clone()
+            },
+            GoldmaneHttpConfig {
+                listen: "[::1]:8088".into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(ok.validate().is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn check_head_decides_path_method_token_and_declared_length() {
+        let mut headers = HeaderMap::new();
+        let token = Secret::new("t0ken");
+        let post = Method::POST;
+        let check = |m: &Method, p: &str, h: &HeaderMap, t: Option<&Secret>| {
+            check_head(m, p, h, t, 1024).map_err(|r| r.status.as_u16())
+        };
+        assert_eq!(check(&post, "/x", &headers, None), Err(404));
+        assert_eq!(check(&Method::GET, BULK_PATH, &headers, None), Err(405));
+        assert_eq!(check(&post, BULK_PATH, &headers, None), Ok(()));
+        assert_eq!(check(&post, BULK_PATH, &headers, Some(&token)), Err(401));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer t0ke"));
+        assert_eq!(check(&post, BULK_PATH, &headers, Some(&token)), Err(401));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer t0ken"));
+        assert_eq!(check(&post, BULK_PATH, &headers, Some(&token)), Ok(()));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("1025"));
+        assert_eq!(check(&post, BULK_PATH, &headers, Some(&token)), Err(413));
     }
 }

@@ -15,6 +15,7 @@
 //! durable checkpoint covers, so a partition's new owner resumes exactly there.
 //! This module owns the `[kafka]` config section (shared with the Kafka sinks in `sink::kafka`).
 
+use crate::secret::{Secret, SecretRef, REDACTED};
 use crate::source::{LineBatch, LineSource, Poll, SourceCheckpoint};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -25,6 +26,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,12 +47,26 @@ pub struct KafkaConfig {
     pub security_protocol: Option<String>,
     /// `ssl.ca.location`: CA bundle used to verify the brokers.
     pub ssl_ca_location: Option<String>,
+    /// `ssl.certificate.location`: client certificate (PEM) for mutual TLS.
+    pub ssl_certificate_location: Option<String>,
+    /// `ssl.key.location`: the client certificate's private key (PEM).
+    pub ssl_key_location: Option<String>,
+    /// `ssl.key.password`: the private key's passphrase. Printed as `***`.
+    pub ssl_key_password: Option<Secret>,
+    /// Read `ssl.key.password` from this file instead.
+    pub ssl_key_password_file: Option<PathBuf>,
+    /// Read `ssl.key.password` from this environment variable instead.
+    pub ssl_key_password_env: Option<String>,
     /// `sasl.mechanism`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, ...
     pub sasl_mechanism: Option<String>,
     /// `sasl.username`.
     pub sasl_username: Option<String>,
-    /// `sasl.password`.
-    pub sasl_password: Option<String>,
+    /// `sasl.password`. Printed as `***`; prefer `sasl_password_file` or `sasl_password_env`.
+    pub sasl_password: Option<Secret>,
+    /// Read `sasl.password` from this file instead (surrounding whitespace ignored).
+    pub sasl_password_file: Option<PathBuf>,
+    /// Read `sasl.password` from this environment variable instead.
+    pub sasl_password_env: Option<String>,
     /// A partition with nothing buffered holds event-time merging back at most this long.
     pub idle_timeout: String,
     /// Lines buffered per partition before the partition is paused (back-pressure).
@@ -67,8 +83,78 @@ pub struct KafkaConfig {
     pub state_topic: Option<String>,
     /// Times a failed delivery is re-sent (after librdkafka's own retries) before it is an error.
     pub delivery_retries: u32,
-    /// Extra librdkafka properties passed through verbatim (`"fetch.min.bytes" = "1"`).
-    pub librdkafka: BTreeMap<String, String>,
+    /// Extra librdkafka properties passed through verbatim (`"fetch.min.bytes" = "1"`). Values of
+    /// secret-looking properties (`*password*`, `*secret*`, `*token*`, ...) print as `***`.
+    pub librdkafka: LibrdkafkaProperties,
+}
+
+/// The `[kafka.librdkafka]` pass-through table. A map like any other, except that printing it
+/// (`Debug`, `Serialize`: `check-config`, logs) hides the values of properties that hold secrets.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct LibrdkafkaProperties(pub BTreeMap<String, String>);
+
+/// Whether a librdkafka property holds a secret (its value is never printed).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "oauthbearer.config",
+        "key.pem",
+        "keystore",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+impl LibrdkafkaProperties {
+    /// The properties with secret values replaced by `***`, for printing.
+    fn redacted(&self) -> BTreeMap<&str, &str> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) {
+                    REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect()
+    }
+
+    /// Iterates over (property, value).
+    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, String, String> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for LibrdkafkaProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.redacted().fmt(f)
+    }
+}
+
+impl Serialize for LibrdkafkaProperties {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(s)
+    }
+}
+
+impl<'a> IntoIterator for &'a LibrdkafkaProperties {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<(String, String)> for LibrdkafkaProperties {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        LibrdkafkaProperties(iter.into_iter().collect())
+    }
 }
 
 impl Default for KafkaConfig {
@@ -80,9 +166,16 @@ impl Default for KafkaConfig {
             start: "committed".into(),
             security_protocol: None,
             ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_key_password_file: None,
+            ssl_key_password_env: None,
             sasl_mechanism: None,
             sasl_username: None,
             sasl_password: None,
+            sasl_password_file: None,
+            sasl_password_env: None,
             idle_timeout: "2s".into(),
             max_buffered_lines: 50_000,
             stop_at_end: false,
@@ -91,7 +184,7 @@ impl Default for KafkaConfig {
             dead_letter_topic: None,
             state_topic: None,
             delivery_retries: 3,
-            librdkafka: BTreeMap::new(),
+            librdkafka: LibrdkafkaProperties::default(),
         }
     }
 }
@@ -114,27 +207,97 @@ impl KafkaConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(key("bootstrap_servers", "must not be empty".into()));
         }
+        if let Some(p) = &self.security_protocol {
+            if !SECURITY_PROTOCOLS.contains(&p.to_ascii_lowercase().as_str()) {
+                return Err(key(
+                    "security_protocol",
+                    format!("{p:?} is not one of {}", SECURITY_PROTOCOLS.join(", ")),
+                ));
+            }
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            return Err(key(
+                "ssl_certificate_location",
+                "ssl_certificate_location and ssl_key_location must be set together".into(),
+            ));
+        }
+        for secret in self.secrets() {
+            secret.validate().map_err(|e| (e.key, e.message))?;
+        }
         Ok(())
     }
 
-    /// Client properties shared by consumers, producers and admin clients: brokers, security, and
-    /// the `[kafka.librdkafka]` pass-through (applied last, so it can override anything).
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers);
-        let optional = [
+    /// The secrets of this section, each with its inline, `_file` and `_env` settings.
+    pub fn secrets(&self) -> [SecretRef<'_>; 2] {
+        [
+            SecretRef::new(
+                "kafka.sasl_password",
+                self.sasl_password.as_ref(),
+                self.sasl_password_file.as_ref(),
+                self.sasl_password_env.as_ref(),
+            ),
+            SecretRef::new(
+                "kafka.ssl_key_password",
+                self.ssl_key_password.as_ref(),
+                self.ssl_key_password_file.as_ref(),
+                self.ssl_key_password_env.as_ref(),
+            ),
+        ]
+    }
+
+    /// The librdkafka properties this section sets, secrets read from their files or variables:
+    /// brokers, security, then the `[kafka.librdkafka]` pass-through (last, so it can override
+    /// anything). Errors name the key of a secret that cannot be read.
+    pub fn client_properties(&self) -> Result<Vec<(String, String)>, crate::secret::SecretError> {
+        let mut props = vec![(
+            "bootstrap.servers".to_string(),
+            self.bootstrap_servers.clone(),
+        )];
+        let plain = [
             ("security.protocol", &self.security_protocol),
             ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
             ("sasl.mechanism", &self.sasl_mechanism),
             ("sasl.username", &self.sasl_username),
-            ("sasl.password", &self.sasl_password),
         ];
-        for (k, v) in optional {
+        for (k, v) in plain {
             if let Some(v) = v {
-                c.set(k, v);
+                props.push((k.to_string(), v.clone()));
+            }
+        }
+        let [sasl_password, ssl_key_password] = self.secrets();
+        for (k, secret) in [
+            ("sasl.password", sasl_password),
+            ("ssl.key.password", ssl_key_password),
+        ] {
+            if let Some(v) = secret.resolve()? {
+                props.push((k.to_string(), v.expose().to_string()));
             }
         }
         for (k, v) in &self.librdkafka {
+            props.push((k.clone(), v.clone()));
+        }
+        Ok(props)
+    }
+
+    /// Client properties shared by consumers, producers and admin clients ([`Self::client_properties`]).
+    /// A secret that cannot be read (checked when the config was loaded, so only if its file
+    /// vanished since) is logged by key and left out, and the broker then refuses the login.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        let props = self.client_properties().unwrap_or_else(|e| {
+            tracing::error!(key = %e.key, error = %e.message, "kafka secret unavailable");
+            let mut without_secrets = self.clone();
+            without_secrets.sasl_password = None;
+            without_secrets.sasl_password_file = None;
+            without_secrets.sasl_password_env = None;
+            without_secrets.ssl_key_password = None;
+            without_secrets.ssl_key_password_file = None;
+            without_secrets.ssl_key_password_env = None;
+            without_secrets.client_properties().unwrap_or_default()
+        });
+        for (k, v) in props {
             c.set(k, v);
         }
         c
@@ -144,6 +307,9 @@ impl KafkaConfig {
         humantime::parse_duration(&self.idle_timeout).unwrap_or(Duration::from_secs(2))
     }
 }
+
+/// `kafka.security_protocol` values librdkafka knows.
+const SECURITY_PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 
 /// Where a partition resumes: the next offset to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -205,4 +205,36 @@ mod tests {
             "server should stop on drop"
         );
     }
+    #[test]
+    fn the_default_listen_address_is_loopback_only() {
+        let default = MetricsConfig::default();
+        let addr: SocketAddr = default.listen.parse().expect("default parses");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        // The default host with a free port: the socket really is bound to loopback only.
+        let server = start(&MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::new(addr.ip(), 0).to_string(),
+        })
+        .expect("start")
+        .expect("enabled");
+        assert!(server.local_addr().ip().is_loopback());
+        let port = server.local_addr().port();
+        // Not reachable on this host's other addresses (when it has one besides loopback).
+        let outside = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|u| u.connect("192.0.2.1:9").map(|_| u))
+            .and_then(|u| u.local_addr())
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+        if let Some(ip) = outside {
+            assert!(
+                std::net::TcpStream::connect_timeout(
+                    &SocketAddr::new(ip, port),
+                    Duration::from_secs(2)
+                )
+                .is_err(),
+                "the metrics port answers on {ip}"
+            );
+        }
+    }
 }

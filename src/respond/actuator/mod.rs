@@ -6,6 +6,7 @@
 //! dry-run records; it must not change the cluster unless [`ActionRecord::is_actionable`] is true, and
 //! must be idempotent (the same record twice leaves the same result), because replays re-send records.
 
+pub mod api_grants;
 mod directory;
 mod kube;
 
