@@ -587,7 +587,8 @@ impl BaselineStore {
             heap += b.heap_bytes() - b.horizon.as_ref().map_or(0, |h| h.heap_bytes());
             sampled += 1;
         }
-        let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 8 / 7;
+        // Tables double when they grow: count a slot twice (see `limits::SLOT_SLACK`).
+        let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 2;
         // Allocator overhead: about 16 bytes per heap block, a few blocks per baseline.
         let per_entry = slot + heap / sampled.max(1) + 48;
         n * per_entry + self.horizons.load(Ordering::Relaxed) * HORIZON_ESTIMATE

@@ -129,7 +129,9 @@ impl Detector for SlowScan {
             detector: self.name(),
             workload,
             score: ratio,
-            severity: severity_for(ratio, 60),
+            // Banded by doublings: a slow scan grows a little every window, and the alert book
+            // re-emits on every severity rise.
+            severity: severity_for(2f64.powi(ratio.log2().floor() as i32), 60),
             feature,
             observed: observed as f64,
             expected: 0.0,

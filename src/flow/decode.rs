@@ -65,9 +65,9 @@ pub struct Decoder {
 /// Entries a per-thread string cache holds before it starts over (bounded memory, invariant 5).
 const CACHE_CAP: usize = 1 << 16;
 /// Workloads a decoder remembers having registered before it starts over: an identity flood must not
-/// grow every thread's cache without bound (about 8 MiB each at this size). A workload forgotten
+/// grow every thread's cache without bound (about 3 MiB each at this size). A workload forgotten
 /// here takes the full parse once more, which finds it in the registry.
-pub const KNOWN_CAP: usize = 1 << 18;
+pub const KNOWN_CAP: usize = 1 << 16;
 
 impl Default for Decoder {
     fn default() -> Self {

@@ -53,8 +53,8 @@ impl WorkloadInfo {
             + self.name_aggr.capacity()
             + self.labels.capacity() * std::mem::size_of::<String>()
             + self.labels.iter().map(String::capacity).sum::<usize>();
-        // DashMap slot (id + pointer + control byte, at 7/8 load) and the Arc's two counters.
-        let slot = (std::mem::size_of::<(WorkloadId, Arc<WorkloadInfo>)>() + 1) * 8 / 7;
+        // DashMap slot (id + pointer + control byte), counted twice: tables double when they grow.
+        let slot = (std::mem::size_of::<(WorkloadId, Arc<WorkloadInfo>)>() + 1) * 2;
         slot + 16 + std::mem::size_of::<WorkloadInfo>() + strings
     }
 

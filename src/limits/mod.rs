@@ -121,10 +121,14 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok(v as usize)
 }
 
+/// Hash tables double when they grow, so a slot costs up to twice its size: the estimates assume
+/// the worst case rather than the 7/8 load of a full table.
+pub const SLOT_SLACK: usize = 2;
+
 /// Estimated bytes of one open aggregate: its map slot and struct, plus the heap of a workload with
 /// a few peers (distinct counters exact, the peer table's first allocation).
 pub fn aggregate_bytes() -> usize {
-    (std::mem::size_of::<(WorkloadId, WindowAggregate)>() + 1) * 8 / 7 + 512
+    (std::mem::size_of::<(WorkloadId, WindowAggregate)>() + 1) * SLOT_SLACK + 512
 }
 
 /// Estimated bytes of the cluster-wide tables (capped by [`crate::baseline::cluster::TABLE_CAP`]).
@@ -137,7 +141,8 @@ pub fn cluster_bytes(c: &ClusterState) -> usize {
 
 /// Bytes the decoders' per-thread caches of registered workloads may hold.
 pub fn decoder_cache_bytes(threads: usize) -> usize {
-    threads * crate::flow::decode::KNOWN_CAP * 32
+    // One decoder per worker plus the caller's; a full cache's table has twice its entries in slots.
+    (threads + 1) * crate::flow::decode::KNOWN_CAP * 2 * 25
 }
 
 /// What the budget check reads of the pipeline at window close.
@@ -271,6 +276,17 @@ impl StateBudget {
             total = estimate(state.baselines);
         }
         self.state_bytes = total;
+        report.state_bytes = total;
+        tracing::debug!(
+            window = w,
+            state_bytes = total,
+            registry_bytes = reg.bytes(),
+            baselines = state.baselines.len(),
+            baseline_bytes = state.baselines.estimated_bytes(),
+            open_aggregates = state.open_aggregates,
+            evicted = report.evicted_baselines,
+            "state budget"
+        );
         report.finding = self.flood_finding(&admission, &report, window_start, window_end);
         report
     }
