@@ -565,7 +565,6 @@ impl BaselineStore {
         let victims: rustc_hash::FxHashSet<WorkloadId> =
             order.into_iter().map(|(_, _, g)| g).collect();
         let removed = self.remove_where(|k, _| victims.contains(k));
-        self.map.shrink_to_fit();
         removed
     }
 

@@ -209,9 +209,8 @@ impl WorkloadRegistry {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(freed))
             });
-        if dropped > 0 {
-            self.map.shrink_to_fit();
-        }
+        // No shrink: the table keeps its slots for the next names, so a flood that comes and goes
+        // does not reallocate (and fragment) it every window.
         dropped
     }
 
