@@ -347,6 +347,14 @@ fn an_identity_flood_stays_under_the_state_budget_and_is_named() {
     println!("flood alert: {}", flood["description"]);
     assert_eq!(flood["workload"], format!("shop/{}", established(0)));
     assert_eq!(flood["mitre_ids"][0], "T1499");
+    // No established workload was ever evicted and seen again as a newcomer.
+    for a in alerts
+        .iter()
+        .filter(|a| a["detector"] == "cardinality_flood")
+    {
+        let d = a["description"].as_str().unwrap_or("");
+        assert!(!d.contains("e.g. shop/est"), "{d}");
+    }
     // The spike on an established workload is judged against its full, uninterrupted history.
     let spike = alerts
         .iter()

@@ -548,17 +548,23 @@ impl BaselineStore {
         removed
     }
 
-    /// Evicts `n` groups, newest and idlest first: fewest windows of history, then longest idle,
-    /// so a group with a longer history goes only after every shorter one. Returns how many went.
-    pub fn evict_newest(&self, n: usize) -> usize {
+    /// Evicts up to `n` groups, newest and idlest first: fewest windows of history, then longest
+    /// idle, so a group with a longer history goes only after every shorter one. Groups with at
+    /// least `spare_from` windows of history are not touched (`u64::MAX`: any may go). Returns how
+    /// many went.
+    pub fn evict_newest(&self, n: usize, spare_from: u64) -> usize {
         if n == 0 || self.map.is_empty() {
             return 0;
         }
         let mut order: Vec<(u64, i64, WorkloadId)> = self
             .map
             .iter()
+            .filter(|e| e.value().windows_seen < spare_from)
             .map(|e| (e.value().windows_seen, e.value().last_window, *e.key()))
             .collect();
+        if order.is_empty() {
+            return 0;
+        }
         let n = n.min(order.len());
         order.select_nth_unstable(n - 1);
         order.truncate(n);
@@ -673,6 +679,34 @@ mod tests {
             assert!(b.knows(sketch::mix64(k)));
         }
         assert!(b.heap_bytes() < 1024);
+    }
+
+    #[test]
+    fn eviction_takes_the_newest_and_idlest_first_and_spares_the_established() {
+        let store = BaselineStore::new(BaselineConfig::default());
+        let agg = WindowAggregate::default();
+        // Group 1: 30 windows of history; groups 10..20: one window each, 10 idlest.
+        for w in 0..30 {
+            store.update(WorkloadId(1), &agg, w, w * 60, false);
+        }
+        for g in 10..20u64 {
+            store.update(WorkloadId(g), &agg, g as i64, g as i64 * 60, false);
+        }
+        assert_eq!(store.evict_newest(3, 3), 3);
+        assert_eq!(
+            store.windows_seen(WorkloadId(10)),
+            0,
+            "idlest new group went first"
+        );
+        assert_eq!(store.windows_seen(WorkloadId(13)), 1);
+        assert_eq!(
+            store.evict_newest(100, 3),
+            7,
+            "the established group is spared"
+        );
+        assert_eq!(store.windows_seen(WorkloadId(1)), 30);
+        assert_eq!(store.evict_newest(100, u64::MAX), 1);
+        assert!(store.is_empty());
     }
 
     #[test]

@@ -264,9 +264,17 @@ impl StateBudget {
         let mut total = estimate(state.baselines);
         if total as f64 > self.budget as f64 * HIGH_WATER && !state.baselines.is_empty() {
             let target = (self.budget as f64 * LOW_WATER) as usize;
-            let per = (state.baselines.estimated_bytes() / state.baselines.len()).max(1);
+            let baseline_bytes = state.baselines.estimated_bytes();
+            let per = (baseline_bytes / state.baselines.len()).max(1);
             let n = (total.saturating_sub(target)).div_ceil(per);
-            report.evicted_baselines = state.baselines.evict_newest(n) as u64;
+            // Established workloads go only when baselines themselves fill the budget, not to make
+            // room for names and open windows a flood brought in.
+            let spare_from = if baseline_bytes > target {
+                u64::MAX
+            } else {
+                self.established
+            };
+            report.evicted_baselines = state.baselines.evict_newest(n, spare_from) as u64;
             total = estimate(state.baselines);
         }
         // Names go when the registry is nearly full or their baselines just went.
