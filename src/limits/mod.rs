@@ -31,15 +31,16 @@ use std::collections::BTreeMap;
 /// Fraction of the budget the estimate may reach before baselines are evicted. The estimate counts
 /// live bytes; under the churn of a flood (entries evicted and replaced every window, allocations
 /// from several worker threads) the allocator's fragmentation and per-thread arenas roughly double
-/// the resident set (measured: 1M spoofed identities, 128 MiB budget), so live state is kept under
-/// 40 % of the budget and the process stays under it.
-pub const HIGH_WATER: f64 = 0.4;
+/// the resident set (measured: 1M spoofed identities, 128 MiB budget), and a window's new names and
+/// aggregates come on top before the next check; so live state is kept under 30 % of the budget and
+/// the process, its own few tens of MiB included, stays under it.
+pub const HIGH_WATER: f64 = 0.3;
 /// Fraction of the budget eviction brings the estimate back to.
-pub const LOW_WATER: f64 = 0.3;
+pub const LOW_WATER: f64 = 0.2;
 /// Share of the budget for workload names.
-const REGISTRY_SHARE: f64 = 0.0625;
+const REGISTRY_SHARE: f64 = 1.0 / 32.0;
 /// Share of the budget for the aggregates of one open window (when `window_workloads` = 0).
-const WINDOW_SHARE: f64 = 0.1;
+const WINDOW_SHARE: f64 = 0.06;
 
 /// `[limits]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -413,7 +414,7 @@ mod tests {
         let cfg = LimitsConfig::default();
         let cap =
             ((cfg.budget_bytes() as f64 * WINDOW_SHARE) as usize / aggregate_bytes()).max(1024);
-        assert!(cap > 40_000, "{cap}");
+        assert!(cap > 20_000, "{cap}");
         assert!(cap * aggregate_bytes() <= cfg.budget_bytes() / 4);
     }
 }
