@@ -570,8 +570,7 @@ impl BaselineStore {
         order.truncate(n);
         let victims: rustc_hash::FxHashSet<WorkloadId> =
             order.into_iter().map(|(_, _, g)| g).collect();
-        let removed = self.remove_where(|k, _| victims.contains(k));
-        removed
+        self.remove_where(|k, _| victims.contains(k))
     }
 
     /// Whether a group has a baseline, and how many windows of history it has (0 when none).
