@@ -145,6 +145,8 @@ pub struct Config {
     pub window: WindowConfig,
     /// Baselines.
     pub baseline: crate::baseline::BaselineConfig,
+    /// State memory budget and identity-flood limits.
+    pub limits: crate::limits::LimitsConfig,
     /// Detectors.
     pub detect: DetectConfig,
     /// Alert output.
@@ -241,6 +243,8 @@ impl Config {
         self.window
             .lateness_s()
             .map_err(|m| key("window.allowed_lateness", m))?;
+        self.window.validate_clock().map_err(|(k, m)| key(&k, m))?;
+        self.limits.validate().map_err(|(k, m)| key(&k, m))?;
         if self.window.auto_sample == 0 {
             return Err(key("window.auto_sample", "must be at least 1".into()));
         }

@@ -16,6 +16,7 @@ pub mod detect;
 pub mod eval;
 pub mod flow;
 pub mod kafka;
+pub mod limits;
 pub mod pipeline;
 pub mod policy_insight;
 pub mod report;

@@ -35,6 +35,21 @@ pub struct RunStats {
     pub bad_records: u64,
     /// Records whose window had closed (folded into the next open window).
     pub late_records: u64,
+    /// Records dated beyond `window.max_future_skew` (dead-lettered; the watermark did not move).
+    #[serde(default)]
+    pub future_records: u64,
+    /// Records older than `window.stale_after` (dead-lettered, not merged).
+    #[serde(default)]
+    pub stale_records: u64,
+    /// Records with a side not aggregated because the state budget refused a never-seen workload.
+    #[serde(default)]
+    pub over_budget_records: u64,
+    /// State evicted by the budget, by kind (`baseline`, `workload_name`).
+    #[serde(default)]
+    pub evictions: BTreeMap<String, u64>,
+    /// Estimated state (bytes) at the last window close.
+    #[serde(default)]
+    pub state_bytes: u64,
     /// Distinct workloads seen.
     pub workloads: u64,
     /// Windows closed and scored.
@@ -113,7 +128,8 @@ pub struct PipelineSnapshot {
 
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
 /// state keeps edge peaks; 3: records keep the deciding and pending hits, the policy ledger,
-/// aggregates remember fast-path alerts, counters count early alerts).
+/// aggregates remember fast-path alerts, baselines keep long-horizon scan counters, the clock its
+/// skew bounds, the counters early alerts, budget and clock rejections).
 pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Options that are not part of the config file.
@@ -192,10 +208,16 @@ pub struct Pipeline {
     /// Last window an early alert was raised for, per (detector, workload): early alerts of a
     /// sustained scan are suppressed like [`AlertBook`] suppresses repeats, in input order.
     early_last: FxHashMap<(&'static str, WorkloadId), i64>,
+    /// The `[limits]` state budget: per-window admission, eviction, flood findings.
+    budget: crate::limits::StateBudget,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
     windows: Vec<i64>,
+    /// Per record: which sides the budget admitted ([`crate::limits::admission::SOURCE_SIDE`], ...).
+    sides: Vec<u8>,
+    /// Records the clock rejected in the last ingest: (line, why), for dead letters.
+    rejected: Vec<(u64, crate::window::Rejection)>,
 }
 
 /// Score written for a record no finding implicates.
@@ -214,6 +236,9 @@ impl Pipeline {
             .lateness_s()
             .map_err(|m| anyhow::anyhow!("window.allowed_lateness: {m}"))?;
         let max_line = cfg.input.max_line_bytes;
+        let (skew, stale) = cfg.window.clock_bounds_s();
+        let mut baselines = BaselineStore::new(cfg.baseline.clone());
+        baselines.set_scan_horizon(cfg.detect.slow_scan.horizon_s());
         Ok(Pipeline {
             threads,
             shards: (0..threads)
@@ -223,14 +248,14 @@ impl Pipeline {
                 })
                 .collect(),
             detectors: build_suite(&cfg.detect),
-            baselines: BaselineStore::new(cfg.baseline.clone()),
+            baselines,
             cluster: ClusterState::default(),
             alerts: AlertBook::new(&cfg.alerts),
             policy: crate::policy_insight::PolicyLedger::new(&cfg.detect.policy_drift),
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
             windows_since_expiry: 0,
-            clock: fixed.map(|len| WindowClock::new(len, lateness)),
+            clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
             pending: Vec::new(),
             stats: RunStats::default(),
             next_line: 0,
@@ -240,9 +265,12 @@ impl Pipeline {
             stage_times: StageTimes::default(),
             fast_path: crate::detect::fast_path::FastPath::from_config(&cfg.detect),
             early_last: FxHashMap::default(),
+            budget: crate::limits::StateBudget::new(&cfg.limits),
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
+            sides: Vec::new(),
+            rejected: Vec::new(),
             cfg,
         })
     }
@@ -424,6 +452,8 @@ impl Pipeline {
         self.alerts.reconfigure(&cfg.alerts);
         self.policy.reconfigure(&cfg.detect.policy_drift);
         self.baselines.reconfigure(cfg.baseline.clone());
+        self.baselines
+            .set_scan_horizon(cfg.detect.slow_scan.horizon_s());
         self.expire_after_s = crate::window::parse_duration_s(&cfg.baseline.expire_after)
             .unwrap_or(self.expire_after_s);
         self.cfg = Arc::new(cfg.clone());
@@ -510,7 +540,39 @@ impl Pipeline {
             self.start_clock();
             fresh = std::mem::take(&mut self.pending);
         }
-        self.ingest(fresh)
+        let alerts = self.ingest(fresh)?;
+        self.dead_letter_rejected(Some(batch))?;
+        Ok(alerts)
+    }
+
+    /// Dead-letters the records the clock rejected in the last ingest (future or stale), with the
+    /// raw line when it is in `batch` (records held back for `auto` only keep their position).
+    fn dead_letter_rejected(&mut self, batch: Option<&LineBatch>) -> anyhow::Result<()> {
+        let rejected = std::mem::take(&mut self.rejected);
+        let Some(dl) = &mut self.dead_letters else {
+            return Ok(());
+        };
+        let first = self.next_line - batch.map_or(0, |b| b.len() as u64);
+        for (line, why) in rejected {
+            let in_batch = batch.filter(|_| line >= first).and_then(|b| {
+                let i = (line - first) as usize;
+                (i < b.len()).then_some((b, i))
+            });
+            let dead = match in_batch {
+                Some((b, i)) => DeadLetter::new(b.position(i), why.to_string(), b.line(i)),
+                None => DeadLetter::new(
+                    crate::source::Position {
+                        source: String::new(),
+                        line,
+                        offset: 0,
+                    },
+                    why.to_string(),
+                    b"",
+                ),
+            };
+            dl.send(&dead)?;
+        }
+        Ok(())
     }
 
     /// Ends the input: closes every open window.
@@ -520,6 +582,7 @@ impl Pipeline {
             self.start_clock();
             let pending = std::mem::take(&mut self.pending);
             alerts.extend(self.ingest(pending)?);
+            self.dead_letter_rejected(None)?;
         }
         let open: BTreeSet<i64> = self
             .shards
@@ -553,7 +616,8 @@ impl Pipeline {
         let len = auto_length(&mut spans);
         let lateness = self.cfg.window.lateness_s().unwrap_or(0);
         tracing::info!(window_s = len, "window length chosen by auto");
-        self.clock = Some(WindowClock::new(len, lateness));
+        let (skew, stale) = self.cfg.window.clock_bounds_s();
+        self.clock = Some(WindowClock::new(len, lateness).with_bounds(skew, stale));
     }
 
     fn decode(&mut self, batch: &LineBatch) {
@@ -617,11 +681,28 @@ impl Pipeline {
         };
         self.records.clear();
         self.windows.clear();
+        self.sides.clear();
         for (line, rec) in fresh {
             let a = clock.assign(rec.start_time);
+            if let Some(why) = a.rejected {
+                match why {
+                    crate::window::Rejection::Future(_) => self.stats.future_records += 1,
+                    crate::window::Rejection::Stale(_) => self.stats.stale_records += 1,
+                }
+                self.rejected.push((line, why));
+                continue;
+            }
             if a.late {
                 self.stats.late_records += 1;
             }
+            let sides = self.budget.admit(a.window, &rec, &self.baselines);
+            if sides
+                != crate::limits::admission::SOURCE_SIDE
+                    | crate::limits::admission::DESTINATION_SIDE
+            {
+                self.stats.over_budget_records += 1;
+            }
+            self.sides.push(sides);
             if let Some(refs) = &mut self.score_refs {
                 refs.entry(a.window).or_default().push(ScoreRef {
                     line,
@@ -667,6 +748,8 @@ impl Pipeline {
         let cluster = &self.cluster;
         let warmup_windows = self.baselines.config().warmup_windows;
         let no_profiles = FxHashMap::default();
+        let sides = &self.sides;
+        use crate::limits::admission::{DESTINATION_SIDE, SOURCE_SIDE};
         let work = |s: usize, shard: &mut Shard| -> Vec<EarlyHit> {
             let mut hits = Vec::new();
             let mut early =
@@ -698,12 +781,13 @@ impl Pipeline {
                 let w = windows[i];
                 let run = windows[i..].iter().take_while(|&&x| x == w).count();
                 let run_records = &records[i..i + run];
+                let run_sides = &sides[i..i + run];
                 let owns = |id: WorkloadId| id.0 % threads == s as u64;
                 // A shard holds only the windows it has records for.
                 if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
                     let map = shard.windows.entry(w).or_default();
-                    for (k, rec) in run_records.iter().enumerate() {
-                        if owns(rec.src.id) {
+                    for (k, (rec, &side)) in run_records.iter().zip(run_sides).enumerate() {
+                        if owns(rec.src.id) && side & SOURCE_SIDE != 0 {
                             let agg = map.entry(rec.src.id).or_default();
                             let changed = agg.add(rec, Side::Source);
                             if let Some(fp) = &fast_path {
@@ -713,7 +797,10 @@ impl Pipeline {
                                 }
                             }
                         }
-                        if owns(rec.dst.id) && rec.dst.id != rec.src.id {
+                        if owns(rec.dst.id)
+                            && rec.dst.id != rec.src.id
+                            && side & DESTINATION_SIDE != 0
+                        {
                             map.entry(rec.dst.id)
                                 .or_default()
                                 .add(rec, Side::Destination);
@@ -924,6 +1011,7 @@ impl Pipeline {
             let horizon = window_start - self.expire_after_s;
             self.baselines.expire(horizon.div_euclid(clock.len()));
         }
+        findings.extend(self.enforce_budget(w, window_start, window_end));
         findings.sort_by(|a, b| {
             a.workload
                 .cmp(&b.workload)
@@ -944,6 +1032,47 @@ impl Pipeline {
                 .or_default() += 1;
         }
         raised
+    }
+}
+
+impl Pipeline {
+    /// Checks the `[limits]` budget after window `w` closed: evicts what it must, counts it, and
+    /// returns the `cardinality_flood` finding if the window had one.
+    fn enforce_budget(&mut self, w: i64, window_start: i64, window_end: i64) -> Option<Finding> {
+        let shards = &self.shards;
+        let open_ids = || {
+            shards
+                .iter()
+                .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
+                .collect()
+        };
+        let fixed = crate::limits::cluster_bytes(&self.cluster)
+            + crate::limits::decoder_cache_bytes(self.threads)
+            + self.alerts.estimated_bytes();
+        let report = self.budget.close(
+            w,
+            window_start,
+            window_end,
+            crate::limits::StateView {
+                baselines: &self.baselines,
+                open_aggregates: shards
+                    .iter()
+                    .flat_map(|s| s.windows.values().map(|m| m.len()))
+                    .sum(),
+                fixed_bytes: fixed,
+                open_ids: &open_ids,
+            },
+        );
+        for (kind, n) in [
+            ("baseline", report.evicted_baselines),
+            ("workload_name", report.evicted_names),
+        ] {
+            if n > 0 {
+                *self.stats.evictions.entry(kind.into()).or_default() += n;
+            }
+        }
+        self.stats.state_bytes = report.state_bytes as u64;
+        report.finding
     }
 }
 

@@ -78,6 +78,11 @@ impl AlertBook {
         self.min_severity = cfg.min_severity;
     }
 
+    /// Estimated bytes held by the open alerts (for the state budget).
+    pub fn estimated_bytes(&self) -> usize {
+        self.open.capacity() * (std::mem::size_of::<((String, WorkloadId), OpenAlert)>() + 1 + 24)
+    }
+
     /// Alerts for the findings of one closed window (sorted by the caller).
     pub fn raise(
         &mut self,

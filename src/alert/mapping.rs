@@ -41,6 +41,16 @@ pub const MAPPINGS: &[DetectorMapping] = &[
         ],
     },
     DetectorMapping {
+        detector: "slow_scan",
+        mitre_tactic: "Discovery",
+        mitre_ids: &["T1046", "T1018"],
+        soc2: SOC2,
+        mitigations: &[
+            "A scan spread over hours to stay under per-window thresholds is deliberate: isolate the workload and inspect it.",
+            "Deny undeclared egress from the workload with a Calico policy.",
+        ],
+    },
+    DetectorMapping {
         detector: "volume",
         mitre_tactic: "Exfiltration",
         mitre_ids: &["T1048", "T1030"],
@@ -133,6 +143,16 @@ pub const MAPPINGS: &[DetectorMapping] = &[
         soc2: &["CC8.1"],
         mitigations: &[
             "A staged policy would deny traffic that flows today: add the missing allow rules before enforcing it (`flowwarden staged-impact` lists every flow).",
+        ],
+    },
+    DetectorMapping {
+        detector: "cardinality_flood",
+        mitre_tactic: "Impact",
+        mitre_ids: &["T1499", "T1562"],
+        soc2: &["CC7.2"],
+        mitigations: &[
+            "Many never-seen identities at once (spoofed addresses, invented pod names) exhaust monitoring state: rate-limit or block the source named in the alert.",
+            "While the flood lasts new workloads may go unmonitored: check flowwarden_evictions_total and flowwarden_records_over_budget_total.",
         ],
     },
 ];

@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod daily;
+pub mod horizon;
 pub mod sketch;
 
 pub use cluster::ClusterState;
@@ -20,6 +21,7 @@ use crate::window::aggregate::PeerStat;
 use crate::window::WindowAggregate;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The features every baseline tracks, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,6 +200,9 @@ pub struct Baseline {
     /// Peaks per hour of day, once the workload had a peak (see [`daily`]).
     #[serde(default)]
     pub daily: Option<Box<daily::DailyPeaks>>,
+    /// Distinct destinations over the long horizon, once the workload probed (see [`horizon`]).
+    #[serde(default)]
+    pub horizon: Option<Box<horizon::ScanHorizon>>,
 }
 
 /// Mean bytes-out and connections-out per hour of the week.
@@ -289,6 +294,7 @@ impl Baseline {
                 .daily
                 .as_ref()
                 .map_or(0, |_| std::mem::size_of::<daily::DailyPeaks>())
+            + self.horizon.as_ref().map_or(0, |h| h.heap_bytes())
     }
 }
 
@@ -341,12 +347,23 @@ impl BaselineConfig {
     }
 }
 
+/// Bytes assumed for one long-horizon counter set: the struct plus a few exact counters; a real
+/// scanner's HyperLogLogs take up to 6 KiB, but only a handful of workloads scan.
+pub const HORIZON_ESTIMATE: usize = 1536;
+
 /// All baselines, keyed by workload group.
 #[derive(Debug, Default)]
 pub struct BaselineStore {
     map: DashMap<WorkloadId, Baseline>,
     cfg: BaselineConfig,
+    /// Length of one [`horizon`] bucket in seconds (0: no long-horizon counters).
+    scan_bucket_s: i64,
+    /// Baselines holding a [`horizon::ScanHorizon`].
+    horizons: AtomicUsize,
 }
+
+/// Baselines sampled to estimate the bytes of an average one.
+const SAMPLE: usize = 1024;
 
 impl BaselineStore {
     /// An empty store.
@@ -354,7 +371,23 @@ impl BaselineStore {
         BaselineStore {
             map: DashMap::new(),
             cfg,
+            scan_bucket_s: 0,
+            horizons: AtomicUsize::new(0),
         }
+    }
+
+    /// Keeps long-horizon distinct counters over `horizon_s` seconds (0: none).
+    pub fn set_scan_horizon(&mut self, horizon_s: i64) {
+        self.scan_bucket_s = if horizon_s > 0 {
+            (horizon_s / horizon::BUCKETS as i64).max(1)
+        } else {
+            0
+        };
+    }
+
+    /// Length of one horizon bucket in seconds (0: no horizon).
+    pub fn scan_bucket_s(&self) -> i64 {
+        self.scan_bucket_s
     }
 
     /// Takes new settings, keeping every baseline.
@@ -474,15 +507,100 @@ impl BaselineStore {
                 }
             }
         }
+        if self.scan_bucket_s > 0 {
+            let bucket = self.scan_bucket_s;
+            if b.horizon.is_some() || horizon::worth_tracking(agg) {
+                let h = b.horizon.get_or_insert_with(|| {
+                    self.horizons.fetch_add(1, Ordering::Relaxed);
+                    Box::default()
+                });
+                h.record(window_start, bucket, agg);
+                // A workload that stopped probing a horizon ago gives its counters back.
+                if !horizon::worth_tracking(agg) && h.is_quiet(window_start, bucket) {
+                    b.horizon = None;
+                    self.horizons.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
         b.windows_seen += 1;
         b.last_window = window;
     }
 
     /// Drops groups idle since before `horizon_window`; returns how many.
     pub fn expire(&self, horizon_window: i64) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, b| b.last_window >= horizon_window);
-        before - self.map.len()
+        self.remove_where(|_, b| b.last_window < horizon_window)
+    }
+
+    /// Removes the groups `drop` picks, keeping the horizon count right; returns how many.
+    fn remove_where(&self, drop: impl Fn(&WorkloadId, &Baseline) -> bool) -> usize {
+        let (mut removed, mut horizons) = (0usize, 0usize);
+        self.map.retain(|k, b| {
+            let d = drop(k, b);
+            if d {
+                removed += 1;
+                horizons += usize::from(b.horizon.is_some());
+            }
+            !d
+        });
+        if horizons > 0 {
+            self.horizons.fetch_sub(horizons, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Evicts up to `n` groups, newest and idlest first: fewest windows of history, then longest
+    /// idle, so a group with a longer history goes only after every shorter one. Groups with at
+    /// least `spare_from` windows of history are not touched (`u64::MAX`: any may go). Returns how
+    /// many went.
+    pub fn evict_newest(&self, n: usize, spare_from: u64) -> usize {
+        if n == 0 || self.map.is_empty() {
+            return 0;
+        }
+        let mut order: Vec<(u64, i64, WorkloadId)> = self
+            .map
+            .iter()
+            .filter(|e| e.value().windows_seen < spare_from)
+            .map(|e| (e.value().windows_seen, e.value().last_window, *e.key()))
+            .collect();
+        if order.is_empty() {
+            return 0;
+        }
+        let n = n.min(order.len());
+        order.select_nth_unstable(n - 1);
+        order.truncate(n);
+        let victims: rustc_hash::FxHashSet<WorkloadId> =
+            order.into_iter().map(|(_, _, g)| g).collect();
+        self.remove_where(|k, _| victims.contains(k))
+    }
+
+    /// Whether a group has a baseline, and how many windows of history it has (0 when none).
+    pub fn windows_seen(&self, group: WorkloadId) -> u64 {
+        self.map.get(&group).map_or(0, |b| b.windows_seen)
+    }
+
+    /// Estimated bytes held: map slots and structs for every group, heap from a sample of groups,
+    /// long-horizon counters counted apart (they are few and larger).
+    pub fn estimated_bytes(&self) -> usize {
+        let n = self.map.len();
+        if n == 0 {
+            return 0;
+        }
+        let (mut heap, mut sampled) = (0usize, 0usize);
+        for e in self.map.iter().take(SAMPLE) {
+            let b = e.value();
+            heap += b.heap_bytes() - b.horizon.as_ref().map_or(0, |h| h.heap_bytes());
+            sampled += 1;
+        }
+        // Tables double when they grow: count a slot twice (see `limits::SLOT_SLACK`).
+        let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 2;
+        // Allocator overhead: about 16 bytes per heap block, a few blocks per baseline.
+        let per_entry = slot + heap / sampled.max(1) + 48;
+        n * per_entry + self.horizons.load(Ordering::Relaxed) * HORIZON_ESTIMATE
+    }
+
+    /// Baselines holding long-horizon counters.
+    pub fn horizons(&self) -> usize {
+        self.horizons.load(Ordering::Relaxed)
     }
 
     /// Number of groups with a baseline.
@@ -509,15 +627,19 @@ impl BaselineStore {
     /// Replaces the content with a snapshot's.
     pub fn restore(&self, items: Vec<(WorkloadId, Baseline)>) {
         self.map.clear();
-        for (k, b) in items {
-            self.map.insert(k, b);
-        }
+        self.horizons.store(0, Ordering::Relaxed);
+        self.merge(items);
     }
 
     /// Inserts or replaces some groups (a moved Kafka partition's baselines).
     pub fn merge(&self, items: Vec<(WorkloadId, Baseline)>) {
         for (k, b) in items {
-            self.map.insert(k, b);
+            let new = usize::from(b.horizon.is_some());
+            if let Some(old) = self.map.insert(k, b) {
+                self.horizons
+                    .fetch_sub(usize::from(old.horizon.is_some()), Ordering::Relaxed);
+            }
+            self.horizons.fetch_add(new, Ordering::Relaxed);
         }
     }
 
@@ -556,6 +678,34 @@ mod tests {
             assert!(b.knows(sketch::mix64(k)));
         }
         assert!(b.heap_bytes() < 1024);
+    }
+
+    #[test]
+    fn eviction_takes_the_newest_and_idlest_first_and_spares_the_established() {
+        let store = BaselineStore::new(BaselineConfig::default());
+        let agg = WindowAggregate::default();
+        // Group 1: 30 windows of history; groups 10..20: one window each, 10 idlest.
+        for w in 0..30 {
+            store.update(WorkloadId(1), &agg, w, w * 60, false);
+        }
+        for g in 10..20u64 {
+            store.update(WorkloadId(g), &agg, g as i64, g as i64 * 60, false);
+        }
+        assert_eq!(store.evict_newest(3, 3), 3);
+        assert_eq!(
+            store.windows_seen(WorkloadId(10)),
+            0,
+            "idlest new group went first"
+        );
+        assert_eq!(store.windows_seen(WorkloadId(13)), 1);
+        assert_eq!(
+            store.evict_newest(100, 3),
+            7,
+            "the established group is spared"
+        );
+        assert_eq!(store.windows_seen(WorkloadId(1)), 30);
+        assert_eq!(store.evict_newest(100, u64::MAX), 1);
+        assert!(store.is_empty());
     }
 
     #[test]

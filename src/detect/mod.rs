@@ -18,6 +18,7 @@ pub mod multivariate;
 pub mod new_peer;
 pub mod rarity;
 pub mod scan;
+pub mod slow_scan;
 pub mod sweep;
 pub mod volume;
 
@@ -121,6 +122,8 @@ pub struct DetectConfig {
     pub port_scan: scan::PortScanConfig,
     /// IP sweep.
     pub ip_sweep: sweep::IpSweepConfig,
+    /// Scans and sweeps spread over many windows (long-horizon distinct counts).
+    pub slow_scan: slow_scan::SlowScanConfig,
     /// Volume against the workload's history.
     pub volume: volume::VolumeConfig,
     /// New (peer, port) pairs: lateral movement.
@@ -155,6 +158,9 @@ impl DetectConfig {
         self.policy_drift
             .validate()
             .map_err(|(k, m)| (format!("detect.policy_drift.{k}"), m))?;
+        self.slow_scan
+            .validate()
+            .map_err(|(k, m)| (format!("detect.slow_scan.{k}"), m))?;
         let positive = |name: &str, key: &str, v: f64| -> Result<(), (String, String)> {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -199,6 +205,9 @@ pub fn build_suite(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
     }
     if cfg.ip_sweep.enabled {
         v.push(Box::new(sweep::IpSweep));
+    }
+    if cfg.slow_scan.enabled {
+        v.push(Box::new(slow_scan::SlowScan));
     }
     if cfg.volume.enabled {
         v.push(Box::new(volume::Volume));

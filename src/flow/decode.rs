@@ -65,6 +65,10 @@ pub struct Decoder {
 
 /// Entries a per-thread string cache holds before it starts over (bounded memory, invariant 5).
 const CACHE_CAP: usize = 1 << 16;
+/// Workloads a decoder remembers having registered before it starts over: an identity flood must not
+/// grow every thread's cache without bound (about 3 MiB each at this size). A workload forgotten
+/// here takes the full parse once more, which finds it in the registry.
+pub const KNOWN_CAP: usize = 1 << 16;
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -433,6 +437,9 @@ impl Decoder {
                 let labels = labels?;
                 let key = self.key_buf.clone();
                 let group = self.group_of(kind, namespace, name_aggr, id);
+                if self.known.len() >= KNOWN_CAP {
+                    self.known.clear();
+                }
                 self.known.insert(id.0, (kind, group));
                 WorkloadRegistry::global().register(id, || WorkloadInfo {
                     key,

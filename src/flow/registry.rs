@@ -5,10 +5,16 @@
 //! `ns:name`, `pub:IP`, ...). Hashing the key rather than numbering keys in arrival order keeps every
 //! sketch, sort and alert id identical whatever the thread count or input order (invariant 1), and lets
 //! the hot path compare integers. The registry is written once per new workload per decoder thread.
+//!
+//! The registry is bounded (invariant 5): it counts the bytes its entries hold, refuses new entries
+//! past a capacity set from the state budget (`[limits]`), and the budget evicts entries no state refers
+//! to any more. Ids are hashes, so evicting an entry only loses the workload's display name: alerts
+//! then show `workload-<hex id>` until the workload is registered again.
 
 use crate::flow::EndpointType;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Stable id of a workload: xxh3-64 of its canonical key.
@@ -40,6 +46,18 @@ pub struct WorkloadInfo {
 }
 
 impl WorkloadInfo {
+    /// Approximate bytes one registry entry holds: map slot, `Arc` header, struct and strings.
+    pub fn entry_bytes(&self) -> usize {
+        let strings = self.key.capacity()
+            + self.namespace.capacity()
+            + self.name_aggr.capacity()
+            + self.labels.capacity() * std::mem::size_of::<String>()
+            + self.labels.iter().map(String::capacity).sum::<usize>();
+        // DashMap slot (id + pointer + control byte), counted twice: tables double when they grow.
+        let slot = (std::mem::size_of::<(WorkloadId, Arc<WorkloadInfo>)>() + 1) * 2;
+        slot + 16 + std::mem::size_of::<WorkloadInfo>() + strings
+    }
+
     /// Whether the workload is outside the cluster on a public network.
     pub fn is_public(&self) -> bool {
         self.kind == EndpointType::Net && self.name_aggr == "pub"
@@ -93,10 +111,27 @@ pub fn canonical_key(
     }
 }
 
-/// Process-wide map from [`WorkloadId`] to [`WorkloadInfo`].
-#[derive(Debug, Default)]
+/// Process-wide map from [`WorkloadId`] to [`WorkloadInfo`], bounded in bytes.
+#[derive(Debug)]
 pub struct WorkloadRegistry {
     map: DashMap<WorkloadId, Arc<WorkloadInfo>>,
+    /// Bytes held by the entries (see [`WorkloadInfo::entry_bytes`]).
+    bytes: AtomicUsize,
+    /// New entries are refused while `bytes` is at or above this.
+    capacity: AtomicUsize,
+    /// Registrations refused because the registry was full.
+    refused: AtomicU64,
+}
+
+impl Default for WorkloadRegistry {
+    fn default() -> Self {
+        WorkloadRegistry {
+            map: DashMap::new(),
+            bytes: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(usize::MAX),
+            refused: AtomicU64::new(0),
+        }
+    }
 }
 
 impl WorkloadRegistry {
@@ -106,24 +141,77 @@ impl WorkloadRegistry {
         REG.get_or_init(WorkloadRegistry::default)
     }
 
-    /// Registers a workload unless known; labels fill in when first seen non-empty.
+    /// Registers a workload unless known; labels fill in when first seen non-empty. A new workload
+    /// is refused (counted, not stored) while the registry is at its capacity.
     pub fn register(&self, id: WorkloadId, make: impl FnOnce() -> WorkloadInfo) {
         if let Some(existing) = self.map.get(&id) {
             if !existing.labels.is_empty() {
                 return;
             }
+        } else if self.bytes.load(Ordering::Relaxed) >= self.capacity.load(Ordering::Relaxed) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         let info = make();
+        let size = info.entry_bytes();
         match self.map.entry(id) {
             dashmap::mapref::entry::Entry::Occupied(mut e) => {
                 if e.get().labels.is_empty() && !info.labels.is_empty() {
+                    let old = e.get().entry_bytes();
                     e.insert(Arc::new(info));
+                    let _ = self
+                        .bytes
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some((b + size).saturating_sub(old))
+                        });
                 }
             }
             dashmap::mapref::entry::Entry::Vacant(e) => {
                 e.insert(Arc::new(info));
+                self.bytes.fetch_add(size, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Sets the capacity in bytes past which new workloads are refused (`usize::MAX`: unbounded).
+    pub fn set_capacity(&self, bytes: usize) {
+        self.capacity.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the entries.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Registrations refused so far because the registry was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Drops every entry `keep` says no to; returns how many were dropped.
+    pub fn evict(&self, keep: impl Fn(WorkloadId, &WorkloadInfo) -> bool) -> usize {
+        let (mut dropped, mut freed) = (0usize, 0usize);
+        self.map.retain(|id, info| {
+            let k = keep(*id, info);
+            if !k {
+                dropped += 1;
+                freed += info.entry_bytes();
+            }
+            k
+        });
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(freed))
+            });
+        // No shrink: the table keeps its slots for the next names, so a flood that comes and goes
+        // does not reallocate (and fragment) it every window.
+        dropped
     }
 
     /// Looks a workload up.

@@ -20,6 +20,16 @@ pub const RECORDS_TOTAL: &str = "flowwarden_records_total";
 pub const BAD_RECORDS_TOTAL: &str = "flowwarden_bad_records_total";
 /// Records that arrived after their window closed (folded into the next open window), by `source`.
 pub const LATE_RECORDS_TOTAL: &str = "flowwarden_late_records_total";
+/// Records dated beyond `window.max_future_skew` (dead-lettered), by `source`.
+pub const FUTURE_RECORDS_TOTAL: &str = "flowwarden_future_records_total";
+/// Records older than `window.stale_after` (dead-lettered), by `source`.
+pub const STALE_RECORDS_TOTAL: &str = "flowwarden_stale_records_total";
+/// Records with a side the state budget refused to aggregate, by `source`.
+pub const OVER_BUDGET_RECORDS_TOTAL: &str = "flowwarden_records_over_budget_total";
+/// State evicted by the `[limits]` budget, by `kind` (baseline, workload_name).
+pub const EVICTIONS_TOTAL: &str = "flowwarden_evictions_total";
+/// Estimated bytes of per-workload state at the last window close.
+pub const STATE_BYTES: &str = "flowwarden_state_bytes";
 /// Windows closed and scored.
 pub const WINDOWS_CLOSED_TOTAL: &str = "flowwarden_windows_closed_total";
 /// Wall time of one window-close pass (score, fold into baselines, raise alerts), histogram.
@@ -95,6 +105,31 @@ fn describe_all() {
         LATE_RECORDS_TOTAL,
         Unit::Count,
         "Records whose window had closed, by source kind."
+    );
+    describe_counter!(
+        FUTURE_RECORDS_TOTAL,
+        Unit::Count,
+        "Records dated beyond window.max_future_skew, dead-lettered, by source kind."
+    );
+    describe_counter!(
+        STALE_RECORDS_TOTAL,
+        Unit::Count,
+        "Records older than window.stale_after, dead-lettered, by source kind."
+    );
+    describe_counter!(
+        OVER_BUDGET_RECORDS_TOTAL,
+        Unit::Count,
+        "Records with a side the state budget refused to aggregate, by source kind."
+    );
+    describe_counter!(
+        EVICTIONS_TOTAL,
+        Unit::Count,
+        "State evicted by the limits.state_memory budget, by kind."
+    );
+    describe_gauge!(
+        STATE_BYTES,
+        Unit::Bytes,
+        "Estimated bytes of per-workload state at the last window close."
     );
     describe_counter!(
         WINDOWS_CLOSED_TOTAL,
@@ -194,6 +229,34 @@ pub fn severity_label(s: Severity) -> &'static str {
 pub fn record_window_close(windows: usize, took: Duration) {
     counter!(WINDOWS_CLOSED_TOTAL).increment(windows as u64);
     histogram!(WINDOW_CLOSE_SECONDS).record(took.as_secs_f64());
+}
+
+/// Counts what the clock and the state budget rejected or evicted since `last`.
+fn record_bounds(source: &str, now: &RunStats, last: &RunStats) {
+    for (name, n, l) in [
+        (
+            FUTURE_RECORDS_TOTAL,
+            now.future_records,
+            last.future_records,
+        ),
+        (STALE_RECORDS_TOTAL, now.stale_records, last.stale_records),
+        (
+            OVER_BUDGET_RECORDS_TOTAL,
+            now.over_budget_records,
+            last.over_budget_records,
+        ),
+    ] {
+        if n > l {
+            counter!(name, "source" => source.to_owned()).increment(n - l);
+        }
+    }
+    for (kind, n) in &now.evictions {
+        let l = last.evictions.get(kind).copied().unwrap_or(0);
+        if *n > l {
+            counter!(EVICTIONS_TOTAL, "kind" => kind.clone()).increment(n - l);
+        }
+    }
+    gauge!(STATE_BYTES).set(now.state_bytes as f64);
 }
 
 /// Sets the number of workloads tracked.
@@ -300,6 +363,7 @@ impl PipelineMeter {
             now.late_records.saturating_sub(self.last.late_records),
         );
         set_workloads(now.workloads);
+        record_bounds(&self.source, now, &self.last);
         self.last = now.clone();
     }
 }
@@ -313,6 +377,11 @@ mod tests {
         RECORDS_TOTAL,
         BAD_RECORDS_TOTAL,
         LATE_RECORDS_TOTAL,
+        FUTURE_RECORDS_TOTAL,
+        STALE_RECORDS_TOTAL,
+        OVER_BUDGET_RECORDS_TOTAL,
+        EVICTIONS_TOTAL,
+        STATE_BYTES,
         WINDOWS_CLOSED_TOTAL,
         WINDOW_CLOSE_SECONDS,
         WORKLOADS,
@@ -361,6 +430,9 @@ mod tests {
         meter.observe(&stats);
         stats.records = 25;
         stats.late_records = 3;
+        stats.future_records = 4;
+        stats.evictions.insert("baseline".into(), 7);
+        stats.state_bytes = 1 << 20;
         meter.observe(&stats);
         let text = handle.render();
         assert!(
@@ -375,6 +447,15 @@ mod tests {
             text.contains("flowwarden_late_records_total{source=\"unit-test\"} 3"),
             "{text}"
         );
+        assert!(
+            text.contains("flowwarden_future_records_total{source=\"unit-test\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowwarden_evictions_total{kind=\"baseline\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("flowwarden_state_bytes 1048576"), "{text}");
         record_window_close(2, Duration::from_millis(3));
         let text = handle.render();
         assert!(

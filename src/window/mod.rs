@@ -6,6 +6,14 @@
 //! `max(start_time seen) - allowed_lateness`: a record's `start_time` is when its flush window began, so
 //! once records of a later window arrive (plus the lateness allowance for nodes flushing out of step)
 //! the earlier window is complete.
+//!
+//! Broken clocks must not steer the watermark. A record dated more than `max_future_skew` after the
+//! newest start time seen is rejected (dead-lettered with its reason and counted as a *future*
+//! record) without moving the watermark; only when most recent records agree on the jump (the
+//! whole input moved, e.g. after a gap) does the clock follow. A record more than `stale_after`
+//! older than the newest start time is rejected as *stale* (dead-lettered, counted) rather than
+//! merged into a window it does not belong to; between `allowed_lateness` and `stale_after` it is
+//! *late*: counted and folded into the next open window.
 
 pub mod aggregate;
 
@@ -25,6 +33,12 @@ pub struct WindowConfig {
     pub allowed_lateness: String,
     /// How many leading records `auto` looks at.
     pub auto_sample: usize,
+    /// A record starting more than this after the newest start time seen is rejected as future
+    /// (dead-lettered, counted) and does not move the watermark; `0s` disables the check.
+    pub max_future_skew: String,
+    /// A record starting more than this before the newest start time seen is rejected as stale
+    /// (dead-lettered, counted) instead of folded into the next open window; `0s` disables it.
+    pub stale_after: String,
 }
 
 impl Default for WindowConfig {
@@ -33,6 +47,8 @@ impl Default for WindowConfig {
             length: "auto".into(),
             allowed_lateness: "30s".into(),
             auto_sample: 1000,
+            max_future_skew: "10m".into(),
+            stale_after: "1h".into(),
         }
     }
 }
@@ -52,6 +68,33 @@ impl WindowConfig {
     /// Allowed lateness in seconds.
     pub fn lateness_s(&self) -> Result<i64, String> {
         parse_duration_s(&self.allowed_lateness)
+    }
+
+    /// Checks `max_future_skew` and `stale_after`; errors name the key.
+    pub fn validate_clock(&self) -> Result<(), (String, String)> {
+        parse_duration_s(&self.max_future_skew)
+            .map_err(|m| ("window.max_future_skew".to_string(), m))?;
+        let stale = parse_duration_s(&self.stale_after)
+            .map_err(|m| ("window.stale_after".to_string(), m))?;
+        let lateness = self.lateness_s().unwrap_or(0);
+        if stale != 0 && stale <= lateness {
+            return Err((
+                "window.stale_after".into(),
+                format!(
+                    "must be longer than allowed_lateness ({})",
+                    self.allowed_lateness
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The clock bounds in seconds: (max future skew, stale after); 0 = unchecked.
+    pub fn clock_bounds_s(&self) -> (i64, i64) {
+        (
+            parse_duration_s(&self.max_future_skew).unwrap_or(600),
+            parse_duration_s(&self.stale_after).unwrap_or(3600),
+        )
     }
 }
 
@@ -84,6 +127,46 @@ pub struct WindowClock {
     max_start: Option<i64>,
     /// Windows with an index below this are closed.
     frontier: Option<i64>,
+    /// Largest accepted lead over `max_start` (0: unchecked).
+    #[serde(default)]
+    max_future_skew: i64,
+    /// Largest accepted lag behind `max_start` (0: unchecked).
+    #[serde(default)]
+    stale_after: i64,
+    /// Decayed count of recent future records: at `FUTURE_AGREE` the jump is believed.
+    #[serde(default)]
+    future_weight: f64,
+}
+
+/// Records over which the share of future records is judged (decay 1 - 1/N per record).
+const FUTURE_MEMORY: f64 = 256.0;
+/// The clock follows a forward jump once the decayed count of future records reaches this: about
+/// 350 future records in a row, or three quarters of recent ones (one broken node among several
+/// never gets there).
+const FUTURE_AGREE: f64 = FUTURE_MEMORY * 0.75;
+
+/// Why a record was not given a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Starts this many seconds after the newest start time seen, beyond `max_future_skew`.
+    Future(i64),
+    /// Starts this many seconds before the newest start time seen, beyond `stale_after`.
+    Stale(i64),
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Future(s) => write!(
+                f,
+                "start_time is {s}s after the newest record seen (beyond window.max_future_skew): clock skew, not merged"
+            ),
+            Rejection::Stale(s) => write!(
+                f,
+                "start_time is {s}s before the newest record seen (beyond window.stale_after): too old to merge"
+            ),
+        }
+    }
 }
 
 /// Where a record goes.
@@ -93,6 +176,8 @@ pub struct Assignment {
     pub window: i64,
     /// The record's own window had already closed.
     pub late: bool,
+    /// Set when the record gets no window at all (dead-lettered by the caller).
+    pub rejected: Option<Rejection>,
 }
 
 impl WindowClock {
@@ -103,7 +188,18 @@ impl WindowClock {
             lateness: lateness.max(0),
             max_start: None,
             frontier: None,
+            max_future_skew: 0,
+            stale_after: 0,
+            future_weight: 0.0,
         }
+    }
+
+    /// The same clock rejecting records more than `max_future_skew` seconds ahead of or
+    /// `stale_after` seconds behind the newest start time (0: unchecked).
+    pub fn with_bounds(mut self, max_future_skew: i64, stale_after: i64) -> Self {
+        self.max_future_skew = max_future_skew.max(0);
+        self.stale_after = stale_after.max(0);
+        self
     }
 
     /// Window length in seconds.
@@ -124,15 +220,42 @@ impl WindowClock {
     /// Assigns a record by its start time and advances the watermark.
     #[inline]
     pub fn assign(&mut self, start_time: i64) -> Assignment {
+        if let Some(m) = self.max_start {
+            let ahead = start_time.saturating_sub(m);
+            if self.max_future_skew > 0 && ahead > self.max_future_skew {
+                self.future_weight = self.future_weight * (1.0 - 1.0 / FUTURE_MEMORY) + 1.0;
+                if self.future_weight < FUTURE_AGREE {
+                    return Assignment {
+                        window: self.frontier.unwrap_or(0),
+                        late: false,
+                        rejected: Some(Rejection::Future(ahead)),
+                    };
+                }
+                // Most recent records agree: the input really moved forward.
+                self.future_weight = 0.0;
+            } else {
+                self.future_weight *= 1.0 - 1.0 / FUTURE_MEMORY;
+            }
+            let behind = m.saturating_sub(start_time);
+            if self.stale_after > 0 && behind > self.stale_after {
+                return Assignment {
+                    window: self.frontier.unwrap_or(0),
+                    late: false,
+                    rejected: Some(Rejection::Stale(behind)),
+                };
+            }
+        }
         let own = start_time.div_euclid(self.len);
         let a = match self.frontier {
             Some(f) if own < f => Assignment {
                 window: f,
                 late: true,
+                rejected: None,
             },
             _ => Assignment {
                 window: own,
                 late: false,
+                rejected: None,
             },
         };
         if self.max_start.is_none_or(|m| start_time > m) {
@@ -167,14 +290,16 @@ mod tests {
             c.assign(0),
             Assignment {
                 window: 0,
-                late: false
+                late: false,
+                rejected: None
             }
         );
         assert_eq!(
             c.assign(15),
             Assignment {
                 window: 1,
-                late: false
+                late: false,
+                rejected: None
             }
         );
         // Window 0 closed when a record of window 1 arrived with no lateness allowed.
@@ -182,7 +307,8 @@ mod tests {
             c.assign(3),
             Assignment {
                 window: 1,
-                late: true
+                late: true,
+                rejected: None
             }
         );
         assert_eq!(c.frontier(), Some(1));
@@ -197,7 +323,8 @@ mod tests {
             c.assign(5),
             Assignment {
                 window: 0,
-                late: false
+                late: false,
+                rejected: None
             }
         );
         c.assign(46);
@@ -205,9 +332,57 @@ mod tests {
             c.assign(5),
             Assignment {
                 window: 1,
-                late: true
+                late: true,
+                rejected: None
             }
         );
+    }
+
+    #[test]
+    fn future_records_do_not_move_the_watermark_until_the_input_agrees() {
+        let mut c = WindowClock::new(60, 30).with_bounds(600, 3600);
+        c.assign(10_000);
+        let wm = c.watermark();
+        // A node with a clock a year ahead, among normal records.
+        for i in 0..1000 {
+            let a = c.assign(10_000 + 365 * 86_400);
+            assert_eq!(
+                a.rejected,
+                Some(Rejection::Future(365 * 86_400)),
+                "record {i}"
+            );
+            assert!(c.assign(10_000 - i % 20).rejected.is_none());
+        }
+        assert_eq!(c.watermark(), wm, "the watermark stayed");
+        // Everyone moved forward (a gap in the input): the clock follows after a few hundred.
+        let mut accepted_at = None;
+        for i in 0..1000 {
+            if c.assign(200_000 + i).rejected.is_none() {
+                accepted_at = Some(i);
+                break;
+            }
+        }
+        let at = accepted_at.expect("the jump is believed");
+        assert!((100..400).contains(&at), "{at}");
+        assert_eq!(c.watermark(), Some(200_000 + at - 30));
+    }
+
+    #[test]
+    fn stale_records_are_rejected_and_late_ones_folded() {
+        let mut c = WindowClock::new(60, 30).with_bounds(600, 3600);
+        c.assign(100_000);
+        let late = c.assign(100_000 - 600);
+        assert!(late.late && late.rejected.is_none());
+        assert_eq!(
+            c.assign(100_000 - 7200).rejected,
+            Some(Rejection::Stale(7200))
+        );
+        assert!(WindowConfig {
+            stale_after: "10s".into(),
+            ..WindowConfig::default()
+        }
+        .validate_clock()
+        .is_err());
     }
 
     #[test]
