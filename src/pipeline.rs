@@ -124,6 +124,8 @@ pub struct PipelineSnapshot {
     pub next_line: u64,
     /// The policy ledger (which policy decided each flow).
     pub policy: crate::policy_insight::PolicyLedgerState,
+    /// Fast-path suppression: (detector, workload, last window with an early alert), sorted.
+    pub early: Vec<(String, WorkloadId, i64)>,
 }
 
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
@@ -301,6 +303,15 @@ impl Pipeline {
             stats: self.stats.clone(),
             next_line: self.next_line,
             policy: self.policy.snapshot(),
+            early: {
+                let mut v: Vec<(String, WorkloadId, i64)> = self
+                    .early_last
+                    .iter()
+                    .map(|(&(d, id), &w)| (d.to_string(), id, w))
+                    .collect();
+                v.sort_unstable();
+                v
+            },
         }
     }
 
@@ -333,6 +344,13 @@ impl Pipeline {
         }
         self.pending = snap.pending;
         self.policy.restore(snap.policy);
+        self.early_last = snap
+            .early
+            .into_iter()
+            .filter_map(|(d, id, w)| {
+                crate::detect::fast_path::detector_name(&d).map(|d| ((d, id), w))
+            })
+            .collect();
         self.stats = snap.stats;
         self.next_line = snap.next_line;
         Ok(())
@@ -407,6 +425,7 @@ impl Pipeline {
             registry,
             next_line: 0,
             policy: Default::default(),
+            early: Vec::new(),
         }
     }
 
@@ -876,6 +895,11 @@ impl Pipeline {
             );
             alert.provisional = true;
             alert.time = hit.time;
+            alert.id = crate::detect::fast_path::early_alert_id(
+                f.detector,
+                &alert.workload,
+                alert.window_start,
+            );
             self.stats.early_alerts += 1;
             out.push(alert);
         }

@@ -97,6 +97,25 @@ fn restart_from_checkpoint_gives_the_alerts_of_an_uninterrupted_run() {
         expected.len(),
         got.len()
     );
-    assert_eq!(ids(&got), ids(&expected));
-    assert_eq!(got, expected, "alerts differ beyond their ids");
+    // Early (fast-path) alerts leave at the end of the batch that crossed a threshold, so where
+    // they fall among window-close alerts depends on batch boundaries, which the restart moves;
+    // each stream on its own must be the same, in the same order.
+    let stream = |v: &[Alert], early: bool| -> Vec<Alert> {
+        v.iter()
+            .filter(|a| a.provisional == early)
+            .cloned()
+            .collect()
+    };
+    for early in [false, true] {
+        let (g, e) = (stream(&got, early), stream(&expected, early));
+        assert_eq!(ids(&g), ids(&e), "provisional = {early}");
+        assert_eq!(
+            g, e,
+            "alerts differ beyond their ids (provisional = {early})"
+        );
+    }
+    assert!(
+        expected.iter().any(|a| a.provisional),
+        "the simulated input has scans, so the fast path must have fired"
+    );
 }

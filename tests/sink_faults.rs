@@ -50,7 +50,8 @@ fn traffic(range: std::ops::Range<i64>, scans: &[i64]) -> String {
 }
 
 /// A daemon config reading `flows` (followed or read to its end) with alerts to `alerts` (when
-/// given) and metrics on `port`.
+/// given) and metrics on `port`. Delivery is compared with replay's window-close alerts in order,
+/// so early (fast-path) alerts, which a followed file also raises for still-open windows, are off.
 fn config(flows: &Path, alerts: Option<&Path>, port: u16, follow: bool, extra: &str) -> String {
     let file = alerts
         .map(|a| format!("file = {:?}\n", a.display().to_string()))
@@ -58,6 +59,7 @@ fn config(flows: &Path, alerts: Option<&Path>, port: u16, follow: bool, extra: &
     format!(
         "[source]\nkind = \"file\"\npaths = [{flows:?}]\nfollow = {follow}\npoll_interval = \"50ms\"\n\n\
          [pipeline]\nthreads = 1\n\n[window]\nlength = \"15s\"\nallowed_lateness = \"0s\"\n\n\
+         [detect.fast_path]\nenabled = false\n\n\
          [alerts]\nstdout = false\n{file}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [daemon]\nshutdown_timeout = \"{bound}s\"\n\n\
          [delivery]\nretry_initial = \"50ms\"\nretry_max = \"500ms\"\nstall_after = \"1s\"\n{extra}\n",

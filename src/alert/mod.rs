@@ -143,8 +143,8 @@ pub struct Alert {
     pub feature: String,
     /// SOC 2 criteria this alert evidences.
     pub soc2: Vec<String>,
-    /// An early alert raised on the open window by the fast path
-    /// ([`crate::detect::fast_path`]); the window-close alert with the same id supersedes it.
+    /// An early alert raised on the open window by the fast path ([`crate::detect::fast_path`]);
+    /// the window-close alert of the same detector, workload and window (another id) confirms it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provisional: bool,
 }

@@ -7,7 +7,8 @@
 //! early is always confirmed at close. The crossing record is the same whatever the thread count or
 //! batch size (a workload's records are folded in input order by the one shard that owns it), so
 //! the set of early alerts is deterministic too. The window-close alert of the same detector,
-//! workload and window has the same id and supersedes the early one with the final counts.
+//! workload and window follows with the final counts (under its own id, so consumers that
+//! de-duplicate by id keep both).
 
 use crate::detect::{
     scan::PortScan, sweep::IpSweep, DetectConfig, DetectContext, Detector, Finding,
@@ -35,6 +36,18 @@ impl Default for FastPathConfig {
 pub const PORT_SCAN: u8 = 1;
 /// [`WindowAggregate::early_fired`] bit of the IP-sweep detector.
 pub const IP_SWEEP: u8 = 2;
+
+/// The static name of a fast-path detector (restoring suppression state from a snapshot).
+pub fn detector_name(name: &str) -> Option<&'static str> {
+    ["port_scan", "ip_sweep"].into_iter().find(|d| *d == name)
+}
+
+/// Id of the early alert of `detector` for `workload` (its key) in the window starting at
+/// `window_start`: distinct from the window-close alert's id, so a consumer that de-duplicates by
+/// id keeps both the early warning and the final verdict.
+pub fn early_alert_id(detector: &str, workload: &str, window_start: i64) -> String {
+    crate::alert::alert_id(&format!("{detector}/early"), workload, window_start)
+}
 
 /// Absolute thresholds the fast path watches, read once from the config.
 #[derive(Debug, Clone, Copy, PartialEq)]
