@@ -212,6 +212,8 @@ pub struct Pipeline {
     early_last: FxHashMap<(&'static str, WorkloadId), i64>,
     /// The `[limits]` state budget: per-window admission, eviction, flood findings.
     budget: crate::limits::StateBudget,
+    /// Baselines idled out since the last budget check (their names are dropped there).
+    expired_baselines: usize,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
@@ -268,6 +270,7 @@ impl Pipeline {
             fast_path: crate::detect::fast_path::FastPath::from_config(&cfg.detect),
             early_last: FxHashMap::default(),
             budget: crate::limits::StateBudget::new(&cfg.limits),
+            expired_baselines: 0,
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
@@ -1033,7 +1036,7 @@ impl Pipeline {
         if self.windows_since_expiry >= 256 {
             self.windows_since_expiry = 0;
             let horizon = window_start - self.expire_after_s;
-            self.baselines.expire(horizon.div_euclid(clock.len()));
+            self.expired_baselines += self.baselines.expire(horizon.div_euclid(clock.len()));
         }
         findings.extend(self.enforce_budget(w, window_start, window_end));
         findings.sort_by(|a, b| {
@@ -1085,6 +1088,7 @@ impl Pipeline {
                     .sum(),
                 fixed_bytes: fixed,
                 open_ids: &open_ids,
+                expired_baselines: std::mem::take(&mut self.expired_baselines),
             },
         );
         for (kind, n) in [
