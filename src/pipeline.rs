@@ -126,6 +126,8 @@ pub struct PipelineSnapshot {
     pub policy: crate::policy_insight::PolicyLedgerState,
     /// Fast-path suppression: (detector, workload, last window with an early alert), sorted.
     pub early: Vec<(String, WorkloadId, i64)>,
+    /// Future-dated records waiting to see whether the input follows them.
+    pub future_held: Vec<(u64, FlowRecord, i64)>,
 }
 
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
@@ -212,8 +214,6 @@ pub struct Pipeline {
     early_last: FxHashMap<(&'static str, WorkloadId), i64>,
     /// The `[limits]` state budget: per-window admission, eviction, flood findings.
     budget: crate::limits::StateBudget,
-    /// Baselines idled out since the last budget check (their names are dropped there).
-    expired_baselines: usize,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
@@ -222,6 +222,8 @@ pub struct Pipeline {
     sides: Vec<u8>,
     /// Records the clock rejected in the last ingest: (line, why), for dead letters.
     rejected: Vec<(u64, crate::window::Rejection)>,
+    /// Future-dated records waiting to see whether the input follows them: (line, record, lead).
+    future_held: std::collections::VecDeque<(u64, FlowRecord, i64)>,
 }
 
 /// Score written for a record no finding implicates.
@@ -270,12 +272,12 @@ impl Pipeline {
             fast_path: crate::detect::fast_path::FastPath::from_config(&cfg.detect),
             early_last: FxHashMap::default(),
             budget: crate::limits::StateBudget::new(&cfg.limits),
-            expired_baselines: 0,
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
             sides: Vec::new(),
             rejected: Vec::new(),
+            future_held: Default::default(),
             cfg,
         })
     }
@@ -315,6 +317,7 @@ impl Pipeline {
                 v.sort_unstable();
                 v
             },
+            future_held: self.future_held.iter().cloned().collect(),
         }
     }
 
@@ -354,6 +357,7 @@ impl Pipeline {
                 crate::detect::fast_path::detector_name(&d).map(|d| ((d, id), w))
             })
             .collect();
+        self.future_held = snap.future_held.into();
         self.stats = snap.stats;
         self.next_line = snap.next_line;
         Ok(())
@@ -429,6 +433,7 @@ impl Pipeline {
             next_line: 0,
             policy: Default::default(),
             early: Vec::new(),
+            future_held: Vec::new(),
         }
     }
 
@@ -604,8 +609,12 @@ impl Pipeline {
             self.start_clock();
             let pending = std::mem::take(&mut self.pending);
             alerts.extend(self.ingest(pending)?);
-            self.dead_letter_rejected(None)?;
         }
+        // Nothing follows: future-dated records still held were never confirmed.
+        while let Some((line, _, ahead)) = self.future_held.pop_front() {
+            self.reject(line, crate::window::Rejection::Future(ahead));
+        }
+        self.dead_letter_rejected(None)?;
         let open: BTreeSet<i64> = self
             .shards
             .iter()
@@ -698,47 +707,37 @@ impl Pipeline {
 
     fn ingest(&mut self, fresh: Vec<(u64, FlowRecord)>) -> anyhow::Result<Vec<Alert>> {
         let started = Instant::now();
-        let Some(clock) = self.clock.as_mut() else {
+        let Some(mut clock) = self.clock.take() else {
             return Ok(Vec::new());
         };
         self.records.clear();
         self.windows.clear();
         self.sides.clear();
         for (line, rec) in fresh {
+            self.expire_future_held(line);
             let a = clock.assign(rec.start_time);
-            if let Some(why) = a.rejected {
-                match why {
-                    crate::window::Rejection::Future(_) => self.stats.future_records += 1,
-                    crate::window::Rejection::Stale(_) => self.stats.stale_records += 1,
+            match a.rejected {
+                None => self.accept(line, rec, a),
+                Some(crate::window::Rejection::Future(ahead)) => {
+                    // Held, not dropped: if the records after it agree, the input really jumped
+                    // forward (a gap between captures) and every held record is processed.
+                    self.future_held.push_back((line, rec, ahead));
+                    if a.jump {
+                        for (line, rec, _) in std::mem::take(&mut self.future_held) {
+                            let a = clock.assign(rec.start_time);
+                            match a.rejected {
+                                None => self.accept(line, rec, a),
+                                Some(why) => self.reject(line, why),
+                            }
+                        }
+                        clock.jump_done();
+                    }
                 }
-                self.rejected.push((line, why));
-                continue;
+                Some(why) => self.reject(line, why),
             }
-            if a.late {
-                self.stats.late_records += 1;
-            }
-            let sides = self.budget.admit(a.window, &rec, &self.baselines);
-            if sides
-                != crate::limits::admission::SOURCE_SIDE
-                    | crate::limits::admission::DESTINATION_SIDE
-            {
-                self.stats.over_budget_records += 1;
-            }
-            self.sides.push(sides);
-            if let Some(refs) = &mut self.score_refs {
-                refs.entry(a.window).or_default().push(ScoreRef {
-                    line,
-                    src: rec.src.id,
-                    dst: rec.dst.id,
-                    port: rec.dst.port.unwrap_or(0),
-                    denied: rec.action == Action::Deny,
-                });
-            }
-            self.policy.observe(&rec, a.window);
-            self.windows.push(a.window);
-            self.records.push(rec);
         }
         let frontier = clock.frontier();
+        self.clock = Some(clock);
         let assigned = Instant::now();
         self.stage_times.assign += assigned - started;
         let hits = self.aggregate();
@@ -756,6 +755,53 @@ impl Pipeline {
         }
         self.stage_times.close += aggregated.elapsed();
         Ok(alerts)
+    }
+
+    /// Gives an assigned record to the batch (admission, scores, policy ledger).
+    fn accept(&mut self, line: u64, rec: FlowRecord, a: crate::window::Assignment) {
+        if a.late {
+            self.stats.late_records += 1;
+        }
+        let sides = self.budget.admit(a.window, &rec, &self.baselines);
+        if sides
+            != crate::limits::admission::SOURCE_SIDE | crate::limits::admission::DESTINATION_SIDE
+        {
+            self.stats.over_budget_records += 1;
+        }
+        self.sides.push(sides);
+        if let Some(refs) = &mut self.score_refs {
+            refs.entry(a.window).or_default().push(ScoreRef {
+                line,
+                src: rec.src.id,
+                dst: rec.dst.id,
+                port: rec.dst.port.unwrap_or(0),
+                denied: rec.action == Action::Deny,
+            });
+        }
+        self.policy.observe(&rec, a.window);
+        self.windows.push(a.window);
+        self.records.push(rec);
+    }
+
+    /// Counts a record the clock refused and queues it for the dead-letter output.
+    fn reject(&mut self, line: u64, why: crate::window::Rejection) {
+        match why {
+            crate::window::Rejection::Future(_) => self.stats.future_records += 1,
+            crate::window::Rejection::Stale(_) => self.stats.stale_records += 1,
+        }
+        self.rejected.push((line, why));
+    }
+
+    /// Future records held longer than [`FUTURE_WAIT`] lines without the input following them are
+    /// clock skew: dead-lettered.
+    fn expire_future_held(&mut self, line: u64) {
+        while let Some(&(held, _, ahead)) = self.future_held.front() {
+            if line.saturating_sub(held) <= FUTURE_WAIT {
+                break;
+            }
+            self.future_held.pop_front();
+            self.reject(held, crate::window::Rejection::Future(ahead));
+        }
     }
 
     /// Folds the batch's records into the shards' open windows; returns the fast-path threshold
@@ -1036,7 +1082,7 @@ impl Pipeline {
         if self.windows_since_expiry >= 256 {
             self.windows_since_expiry = 0;
             let horizon = window_start - self.expire_after_s;
-            self.expired_baselines += self.baselines.expire(horizon.div_euclid(clock.len()));
+            self.baselines.expire(horizon.div_euclid(clock.len()));
         }
         findings.extend(self.enforce_budget(w, window_start, window_end));
         findings.sort_by(|a, b| {
@@ -1088,7 +1134,6 @@ impl Pipeline {
                     .sum(),
                 fixed_bytes: fixed,
                 open_ids: &open_ids,
-                expired_baselines: std::mem::take(&mut self.expired_baselines),
             },
         );
         for (kind, n) in [
@@ -1125,6 +1170,10 @@ pub fn group_of(id: WorkloadId, info: &crate::flow::WorkloadInfo) -> WorkloadId 
 
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;
+
+/// Lines a future-dated record waits for the input to follow it (a believed jump needs a few hundred
+/// agreeing records, see [`crate::window`]) before it is dead-lettered as clock skew.
+const FUTURE_WAIT: u64 = 1024;
 
 /// Batches with fewer records than this are aggregated on the caller's thread.
 const PARALLEL_AGGREGATE_MIN: usize = 256;

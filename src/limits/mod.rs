@@ -160,9 +160,6 @@ pub struct StateView<'a> {
     pub fixed_bytes: usize,
     /// Ids that have an open aggregate (their names must stay); called only when names are evicted.
     pub open_ids: &'a dyn Fn() -> FxHashSet<WorkloadId>,
-    /// Baselines that idled out (`baseline.expire_after`) since the last close: their names go too,
-    /// so churning pod names do not grow the registry until it is full.
-    pub expired_baselines: usize,
 }
 
 /// What one window close did to the state.
@@ -282,10 +279,7 @@ impl StateBudget {
             total = estimate(state.baselines);
         }
         // Names go when the registry is nearly full or their baselines just went.
-        if report.evicted_baselines > 0
-            || state.expired_baselines > 0
-            || reg.bytes() as f64 > reg.capacity() as f64 * 0.9
-        {
+        if report.evicted_baselines > 0 || reg.bytes() as f64 > reg.capacity() as f64 * 0.9 {
             let open = (state.open_ids)();
             let baselines = state.baselines;
             report.evicted_names = reg.evict(|id, info| {

@@ -136,6 +136,10 @@ pub struct WindowClock {
     /// Decayed count of recent future records: at `FUTURE_AGREE` the jump is believed.
     #[serde(default)]
     future_weight: f64,
+    /// A forward jump was just believed: the caller re-assigns the records it held, unchecked,
+    /// then calls [`WindowClock::jump_done`].
+    #[serde(default)]
+    jumping: bool,
 }
 
 /// Records over which the share of future records is judged (decay 1 - 1/N per record).
@@ -176,8 +180,11 @@ pub struct Assignment {
     pub window: i64,
     /// The record's own window had already closed.
     pub late: bool,
-    /// Set when the record gets no window at all (dead-lettered by the caller).
+    /// Set when the record gets no window at all (held or dead-lettered by the caller).
     pub rejected: Option<Rejection>,
+    /// With a `Future` rejection: most recent records agree, the input really moved forward. The
+    /// caller re-assigns the future records it held and this one, in input order.
+    pub jump: bool,
 }
 
 impl WindowClock {
@@ -191,7 +198,13 @@ impl WindowClock {
             max_future_skew: 0,
             stale_after: 0,
             future_weight: 0.0,
+            jumping: false,
         }
+    }
+
+    /// Ends a believed forward jump (see [`Assignment::jump`]).
+    pub fn jump_done(&mut self) {
+        self.jumping = false;
     }
 
     /// The same clock rejecting records more than `max_future_skew` seconds ahead of or
@@ -222,18 +235,21 @@ impl WindowClock {
     pub fn assign(&mut self, start_time: i64) -> Assignment {
         if let Some(m) = self.max_start {
             let ahead = start_time.saturating_sub(m);
-            if self.max_future_skew > 0 && ahead > self.max_future_skew {
+            if self.max_future_skew > 0 && ahead > self.max_future_skew && !self.jumping {
                 self.future_weight = self.future_weight * (1.0 - 1.0 / FUTURE_MEMORY) + 1.0;
-                if self.future_weight < FUTURE_AGREE {
-                    return Assignment {
-                        window: self.frontier.unwrap_or(0),
-                        late: false,
-                        rejected: Some(Rejection::Future(ahead)),
-                    };
+                // At `FUTURE_AGREE` most recent records agree: the input really moved forward.
+                let jump = self.future_weight >= FUTURE_AGREE;
+                if jump {
+                    self.future_weight = 0.0;
+                    self.jumping = true;
                 }
-                // Most recent records agree: the input really moved forward.
-                self.future_weight = 0.0;
-            } else {
+                return Assignment {
+                    window: self.frontier.unwrap_or(0),
+                    late: false,
+                    rejected: Some(Rejection::Future(ahead)),
+                    jump,
+                };
+            } else if !self.jumping {
                 self.future_weight *= 1.0 - 1.0 / FUTURE_MEMORY;
             }
             let behind = m.saturating_sub(start_time);
@@ -242,6 +258,7 @@ impl WindowClock {
                     window: self.frontier.unwrap_or(0),
                     late: false,
                     rejected: Some(Rejection::Stale(behind)),
+                    jump: false,
                 };
             }
         }
@@ -251,11 +268,13 @@ impl WindowClock {
                 window: f,
                 late: true,
                 rejected: None,
+                jump: false,
             },
             _ => Assignment {
                 window: own,
                 late: false,
                 rejected: None,
+                jump: false,
             },
         };
         if self.max_start.is_none_or(|m| start_time > m) {
@@ -291,7 +310,8 @@ mod tests {
             Assignment {
                 window: 0,
                 late: false,
-                rejected: None
+                rejected: None,
+                jump: false,
             }
         );
         assert_eq!(
@@ -299,7 +319,8 @@ mod tests {
             Assignment {
                 window: 1,
                 late: false,
-                rejected: None
+                rejected: None,
+                jump: false,
             }
         );
         // Window 0 closed when a record of window 1 arrived with no lateness allowed.
@@ -308,7 +329,8 @@ mod tests {
             Assignment {
                 window: 1,
                 late: true,
-                rejected: None
+                rejected: None,
+                jump: false,
             }
         );
         assert_eq!(c.frontier(), Some(1));
@@ -324,7 +346,8 @@ mod tests {
             Assignment {
                 window: 0,
                 late: false,
-                rejected: None
+                rejected: None,
+                jump: false,
             }
         );
         c.assign(46);
@@ -333,7 +356,8 @@ mod tests {
             Assignment {
                 window: 1,
                 late: true,
-                rejected: None
+                rejected: None,
+                jump: false,
             }
         );
     }
@@ -357,14 +381,22 @@ mod tests {
         // Everyone moved forward (a gap in the input): the clock follows after a few hundred.
         let mut accepted_at = None;
         for i in 0..1000 {
-            if c.assign(200_000 + i).rejected.is_none() {
+            let a = c.assign(200_000 + i);
+            assert!(a.rejected.is_some(), "held until the jump is believed");
+            if a.jump {
                 accepted_at = Some(i);
                 break;
             }
         }
         let at = accepted_at.expect("the jump is believed");
         assert!((100..400).contains(&at), "{at}");
+        // The caller re-assigns what it held, in input order: now accepted.
+        for i in 0..=at {
+            assert!(c.assign(200_000 + i).rejected.is_none());
+        }
+        c.jump_done();
         assert_eq!(c.watermark(), Some(200_000 + at - 30));
+        assert!(c.assign(200_000 + at + 1).rejected.is_none());
     }
 
     #[test]
