@@ -181,6 +181,20 @@ struct EarlyHit {
     finding: Finding,
 }
 
+/// Where a line came from and its text (for a dead letter written after its batch is gone).
+type LineOrigin = (crate::source::Position, Vec<u8>);
+
+/// A future-dated record waiting to see whether the input follows it.
+struct HeldRecord {
+    line: u64,
+    rec: FlowRecord,
+    /// Seconds ahead of the newest start time when it came.
+    ahead: i64,
+    /// Where it came from and its text, for the dead letter if it is never confirmed (filled at
+    /// the end of the batch it came in).
+    origin: Option<LineOrigin>,
+}
+
 /// A decoded line waiting for its window.
 struct Decoded {
     line: u64,
@@ -220,10 +234,11 @@ pub struct Pipeline {
     windows: Vec<i64>,
     /// Per record: which sides the budget admitted ([`crate::limits::admission::SOURCE_SIDE`], ...).
     sides: Vec<u8>,
-    /// Records the clock rejected in the last ingest: (line, why), for dead letters.
-    rejected: Vec<(u64, crate::window::Rejection)>,
-    /// Future-dated records waiting to see whether the input follows them: (line, record, lead).
-    future_held: std::collections::VecDeque<(u64, FlowRecord, i64)>,
+    /// Records the clock rejected in the last ingest: (line, why, origin when known), for dead
+    /// letters.
+    rejected: Vec<(u64, crate::window::Rejection, Option<LineOrigin>)>,
+    /// Future-dated records waiting to see whether the input follows them.
+    future_held: std::collections::VecDeque<HeldRecord>,
 }
 
 /// Score written for a record no finding implicates.
@@ -317,7 +332,11 @@ impl Pipeline {
                 v.sort_unstable();
                 v
             },
-            future_held: self.future_held.iter().cloned().collect(),
+            future_held: self
+                .future_held
+                .iter()
+                .map(|h| (h.line, h.rec.clone(), h.ahead))
+                .collect(),
         }
     }
 
@@ -357,7 +376,16 @@ impl Pipeline {
                 crate::detect::fast_path::detector_name(&d).map(|d| ((d, id), w))
             })
             .collect();
-        self.future_held = snap.future_held.into();
+        self.future_held = snap
+            .future_held
+            .into_iter()
+            .map(|(line, rec, ahead)| HeldRecord {
+                line,
+                rec,
+                ahead,
+                origin: None,
+            })
+            .collect();
         self.stats = snap.stats;
         self.next_line = snap.next_line;
         Ok(())
@@ -568,8 +596,27 @@ impl Pipeline {
             fresh = std::mem::take(&mut self.pending);
         }
         let alerts = self.ingest(fresh)?;
+        self.remember_held_origins(batch);
         self.dead_letter_rejected(Some(batch))?;
         Ok(alerts)
+    }
+
+    /// Keeps the position and text of the future-dated records `batch` brought, for their dead
+    /// letters should the input never follow them.
+    fn remember_held_origins(&mut self, batch: &LineBatch) {
+        if self.dead_letters.is_none() {
+            return;
+        }
+        let first = self.next_line - batch.len() as u64;
+        for h in self.future_held.iter_mut().rev() {
+            if h.line < first {
+                break;
+            }
+            let i = (h.line - first) as usize;
+            if h.origin.is_none() && i < batch.len() {
+                h.origin = Some((batch.position(i), batch.line(i).to_vec()));
+            }
+        }
     }
 
     /// Dead-letters the records the clock rejected in the last ingest (future or stale), with the
@@ -580,7 +627,11 @@ impl Pipeline {
             return Ok(());
         };
         let first = self.next_line - batch.map_or(0, |b| b.len() as u64);
-        for (line, why) in rejected {
+        for (line, why, origin) in rejected {
+            if let Some((pos, raw)) = origin {
+                dl.send(&DeadLetter::new(pos, why.to_string(), &raw))?;
+                continue;
+            }
             let in_batch = batch.filter(|_| line >= first).and_then(|b| {
                 let i = (line - first) as usize;
                 (i < b.len()).then_some((b, i))
@@ -610,9 +661,30 @@ impl Pipeline {
             let pending = std::mem::take(&mut self.pending);
             alerts.extend(self.ingest(pending)?);
         }
-        // Nothing follows: future-dated records still held were never confirmed.
-        while let Some((line, _, ahead)) = self.future_held.pop_front() {
-            self.reject(line, crate::window::Rejection::Future(ahead));
+        // Nothing follows. A run of future-dated records at the end of a finite input is the last
+        // capture after a gap (too short to outvote the records before it): processed. A few
+        // stragglers are a broken clock: dead-lettered.
+        if self.future_held.len() >= FUTURE_TAIL_MIN {
+            if let Some(mut clock) = self.clock.take() {
+                self.records.clear();
+                self.windows.clear();
+                self.sides.clear();
+                clock.begin_jump();
+                for h in std::mem::take(&mut self.future_held) {
+                    let a = clock.assign(h.rec.start_time);
+                    match a.rejected {
+                        None => self.accept(h.line, h.rec, a),
+                        Some(why) => self.reject(h.line, why, h.origin),
+                    }
+                }
+                clock.jump_done();
+                self.clock = Some(clock);
+                let hits = self.aggregate();
+                alerts.extend(self.raise_early(hits));
+            }
+        }
+        while let Some(h) = self.future_held.pop_front() {
+            self.reject(h.line, crate::window::Rejection::Future(h.ahead), h.origin);
         }
         self.dead_letter_rejected(None)?;
         let open: BTreeSet<i64> = self
@@ -721,19 +793,24 @@ impl Pipeline {
                 Some(crate::window::Rejection::Future(ahead)) => {
                     // Held, not dropped: if the records after it agree, the input really jumped
                     // forward (a gap between captures) and every held record is processed.
-                    self.future_held.push_back((line, rec, ahead));
+                    self.future_held.push_back(HeldRecord {
+                        line,
+                        rec,
+                        ahead,
+                        origin: None,
+                    });
                     if a.jump {
-                        for (line, rec, _) in std::mem::take(&mut self.future_held) {
-                            let a = clock.assign(rec.start_time);
+                        for h in std::mem::take(&mut self.future_held) {
+                            let a = clock.assign(h.rec.start_time);
                             match a.rejected {
-                                None => self.accept(line, rec, a),
-                                Some(why) => self.reject(line, why),
+                                None => self.accept(h.line, h.rec, a),
+                                Some(why) => self.reject(h.line, why, h.origin),
                             }
                         }
                         clock.jump_done();
                     }
                 }
-                Some(why) => self.reject(line, why),
+                Some(why) => self.reject(line, why, None),
             }
         }
         let frontier = clock.frontier();
@@ -784,23 +861,24 @@ impl Pipeline {
     }
 
     /// Counts a record the clock refused and queues it for the dead-letter output.
-    fn reject(&mut self, line: u64, why: crate::window::Rejection) {
+    fn reject(&mut self, line: u64, why: crate::window::Rejection, origin: Option<LineOrigin>) {
         match why {
             crate::window::Rejection::Future(_) => self.stats.future_records += 1,
             crate::window::Rejection::Stale(_) => self.stats.stale_records += 1,
         }
-        self.rejected.push((line, why));
+        self.rejected.push((line, why, origin));
     }
 
     /// Future records held longer than [`FUTURE_WAIT`] lines without the input following them are
     /// clock skew: dead-lettered.
     fn expire_future_held(&mut self, line: u64) {
-        while let Some(&(held, _, ahead)) = self.future_held.front() {
-            if line.saturating_sub(held) <= FUTURE_WAIT {
+        while let Some(h) = self.future_held.front() {
+            if line.saturating_sub(h.line) <= FUTURE_WAIT {
                 break;
             }
-            self.future_held.pop_front();
-            self.reject(held, crate::window::Rejection::Future(ahead));
+            if let Some(h) = self.future_held.pop_front() {
+                self.reject(h.line, crate::window::Rejection::Future(h.ahead), h.origin);
+            }
         }
     }
 
@@ -1174,6 +1252,10 @@ const PARALLEL_CLOSE_MIN: usize = 2048;
 /// Lines a future-dated record waits for the input to follow it (a believed jump needs a few hundred
 /// agreeing records, see [`crate::window`]) before it is dead-lettered as clock skew.
 const FUTURE_WAIT: u64 = 1024;
+
+/// Future-dated records at the end of a finite input processed as its last capture (fewer are
+/// dead-lettered as clock skew).
+const FUTURE_TAIL_MIN: usize = 32;
 
 /// Batches with fewer records than this are aggregated on the caller's thread.
 const PARALLEL_AGGREGATE_MIN: usize = 256;

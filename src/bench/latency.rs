@@ -182,7 +182,7 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
         .iter()
         .map(|(at, us)| (at.saturating_duration_since(started).as_secs_f64(), *us))
         .collect();
-    slowest.sort_by(|a, b| b.1.cmp(&a.1));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
     slowest.truncate(5);
     let _ = std::fs::remove_dir_all(&dir);
     let histogram = |values: &[u64]| -> anyhow::Result<Percentiles> {

@@ -202,6 +202,13 @@ impl WindowClock {
         }
     }
 
+    /// Believes a forward jump without waiting for agreement (the end of a finite input, where
+    /// nothing can follow); end it with [`WindowClock::jump_done`].
+    pub fn begin_jump(&mut self) {
+        self.jumping = true;
+        self.future_weight = 0.0;
+    }
+
     /// Ends a believed forward jump (see [`Assignment::jump`]).
     pub fn jump_done(&mut self) {
         self.jumping = false;
