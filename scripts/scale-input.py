@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+# Synthetic input for the per-record cost curve (docs/performance.md): usage scale-input.py N WINDOWS OUT
+# N workloads (namespaces of 100), each sending R records per window to 3 peers in its namespace,
+# over W windows of 300 s, full-field Calico lines (~1 KB). Same records per workload for every N.
+import sys, random
+N=int(sys.argv[1]); W=int(sys.argv[2]); out=sys.argv[3]
+R=2
+T0=1748822400
+tmpl=('{"start_time":%d,"end_time":%d,"source_ip":null,"source_name":"-","source_name_aggr":"app%d-7d9c8b6f4-*",'
+ '"source_namespace":"ns%d","source_port":null,"source_type":"wep","source_labels":{"labels":["app=app%d"]},'
+ '"dest_ip":null,"dest_name":"-","dest_name_aggr":"app%d-5f6b7c8d9-*","dest_namespace":"ns%d","dest_port":%d,"dest_type":"wep",'
+ '"dest_labels":{"labels":["app=app%d"]},"dest_service_namespace":"-","dest_service_name":"-","dest_service_port":"-",'
+ '"proto":"tcp","action":"allow","reporter":"src","policies":{"all_policies":["0|default|default.allow-ns|allow|0"],'
+ '"enforced_policies":["0|default|default.allow-ns|allow|0"],"pending_policies":[]},"process_name":"java","process_id":"-",'
+ '"num_process_names":1,"num_process_ids":1,"host":"node-%d","bytes_in":%d,"bytes_out":%d,"packets_in":%d,"packets_out":%d,'
+ '"num_flows":%d,"num_flows_started":%d,"num_flows_completed":%d}\n')
+rnd=random.Random(7)
+with open(out,'w') as f:
+    for w in range(W):
+        s=T0+w*300
+        for i in range(N):
+            ns=i//100
+            for r in range(R):
+                j=ns*100+((i%100)+1+r)%100
+                if j>=N: j=ns*100
+                b=rnd.randint(1000,200000)
+                f.write(tmpl%(s,s+300,i,ns,i,j,ns,8080,j,i%50,b//3,b,b//900+1,b//800+1,3,3,3))
+print(N*W*R)
