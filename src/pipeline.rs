@@ -228,6 +228,9 @@ pub struct Pipeline {
     early_last: FxHashMap<(&'static str, WorkloadId), i64>,
     /// The `[limits]` state budget: per-window admission, eviction, flood findings.
     budget: crate::limits::StateBudget,
+    /// Aggregates held in open windows, counted once per batch and decremented as windows close
+    /// (counting at every close was quadratic in the open windows).
+    open_aggregates: Option<usize>,
     // Reused buffers.
     decoded: Vec<Decoded>,
     records: Vec<FlowRecord>,
@@ -287,6 +290,7 @@ impl Pipeline {
             fast_path: crate::detect::fast_path::FastPath::from_config(&cfg.detect),
             early_last: FxHashMap::default(),
             budget: crate::limits::StateBudget::new(&cfg.limits),
+            open_aggregates: None,
             decoded: Vec::new(),
             records: Vec::new(),
             windows: Vec::new(),
@@ -342,6 +346,7 @@ impl Pipeline {
 
     /// Replaces the state with a snapshot's (baselines, open windows, cluster state, alerts).
     pub fn restore(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        self.open_aggregates = None;
         if snap.version != SNAPSHOT_VERSION {
             anyhow::bail!(
                 "checkpoint format {} is not the supported {}",
@@ -469,6 +474,7 @@ impl Pipeline {
     /// its baselines and open-window aggregates replace this pipeline's for the same groups and
     /// workloads, its registry entries are added; everything else is kept.
     pub fn merge_snapshot(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
+        self.open_aggregates = None;
         if snap.version != SNAPSHOT_VERSION {
             anyhow::bail!(
                 "state format {} is not the supported {}",
@@ -680,6 +686,7 @@ impl Pipeline {
                 clock.jump_done();
                 self.clock = Some(clock);
                 let hits = self.aggregate();
+                self.open_aggregates = None;
                 alerts.extend(self.raise_early(hits));
             }
         }
@@ -818,6 +825,7 @@ impl Pipeline {
         let assigned = Instant::now();
         self.stage_times.assign += assigned - started;
         let hits = self.aggregate();
+        self.open_aggregates = None;
         let mut alerts = self.raise_early(hits);
         let aggregated = Instant::now();
         self.stage_times.aggregate += aggregated - assigned;
@@ -1072,6 +1080,9 @@ impl Pipeline {
                 items.extend(map);
             }
         }
+        if let Some(n) = &mut self.open_aggregates {
+            *n = n.saturating_sub(items.len());
+        }
         items.sort_unstable_by_key(|(id, _)| *id);
         for (_, agg) in &mut items {
             agg.normalize();
@@ -1206,10 +1217,12 @@ impl Pipeline {
             window_end,
             crate::limits::StateView {
                 baselines: &self.baselines,
-                open_aggregates: shards
-                    .iter()
-                    .flat_map(|s| s.windows.values().map(|m| m.len()))
-                    .sum(),
+                open_aggregates: *self.open_aggregates.get_or_insert_with(|| {
+                    shards
+                        .iter()
+                        .flat_map(|s| s.windows.values().map(|m| m.len()))
+                        .sum()
+                }),
                 fixed_bytes: fixed,
                 open_ids: &open_ids,
             },

@@ -186,6 +186,11 @@ pub struct StateBudget {
     flood_threshold: u64,
     windows: BTreeMap<i64, WindowAdmission>,
     state_bytes: usize,
+    /// Heap bytes of the open windows' admissions, kept up to date as windows close: summing them
+    /// at every close was quadratic when a batch spans thousands of sparse windows (IoT-23).
+    admission_bytes: usize,
+    /// An admission changed since `admission_bytes` was summed.
+    admission_dirty: bool,
 }
 
 impl History for BaselineStore {
@@ -211,6 +216,8 @@ impl StateBudget {
             flood_threshold: cfg.flood_new_identities,
             windows: BTreeMap::new(),
             state_bytes: 0,
+            admission_bytes: 0,
+            admission_dirty: false,
         }
     }
 
@@ -232,6 +239,7 @@ impl StateBudget {
     /// Which sides of `rec` may be aggregated in window `w` (see [`admission`]).
     #[inline]
     pub fn admit(&mut self, w: i64, rec: &FlowRecord, history: &dyn History) -> u8 {
+        self.admission_dirty = true;
         self.windows
             .entry(w)
             .or_default()
@@ -254,7 +262,13 @@ impl StateBudget {
             ..CloseReport::default()
         };
         let reg = WorkloadRegistry::global();
-        let admissions: usize = self.windows.values().map(WindowAdmission::heap_bytes).sum();
+        if self.admission_dirty {
+            self.admission_bytes = self.windows.values().map(WindowAdmission::heap_bytes).sum();
+            self.admission_dirty = false;
+        } else {
+            self.admission_bytes = self.admission_bytes.saturating_sub(admission.heap_bytes());
+        }
+        let admissions = self.admission_bytes;
         let estimate = |b: &BaselineStore| {
             reg.bytes()
                 + b.estimated_bytes()
