@@ -346,7 +346,6 @@ impl Pipeline {
 
     /// Replaces the state with a snapshot's (baselines, open windows, cluster state, alerts).
     pub fn restore(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
-        self.open_aggregates = None;
         if snap.version != SNAPSHOT_VERSION {
             anyhow::bail!(
                 "checkpoint format {} is not the supported {}",
@@ -355,16 +354,10 @@ impl Pipeline {
             );
         }
         crate::flow::WorkloadRegistry::global().restore(snap.registry);
-        let threads = self.shards.len() as u64;
         for shard in &mut self.shards {
             shard.windows.clear();
         }
-        for (w, items) in snap.windows {
-            for (id, agg) in items {
-                let s = (id.0 % threads) as usize;
-                self.shards[s].windows.entry(w).or_default().insert(id, agg);
-            }
-        }
+        self.place_windows(snap.windows);
         self.baselines.restore(snap.baselines);
         self.cluster = snap.cluster;
         self.alerts = snap.alerts;
@@ -474,7 +467,6 @@ impl Pipeline {
     /// its baselines and open-window aggregates replace this pipeline's for the same groups and
     /// workloads, its registry entries are added; everything else is kept.
     pub fn merge_snapshot(&mut self, snap: PipelineSnapshot) -> anyhow::Result<()> {
-        self.open_aggregates = None;
         if snap.version != SNAPSHOT_VERSION {
             anyhow::bail!(
                 "state format {} is not the supported {}",
@@ -483,13 +475,7 @@ impl Pipeline {
             );
         }
         crate::flow::WorkloadRegistry::global().restore(snap.registry);
-        let threads = self.shards.len() as u64;
-        for (w, items) in snap.windows {
-            for (id, agg) in items {
-                let s = (id.0 % threads) as usize;
-                self.shards[s].windows.entry(w).or_default().insert(id, agg);
-            }
-        }
+        self.place_windows(snap.windows);
         self.baselines.merge(snap.baselines);
         if self.clock.is_none() {
             self.clock = snap.clock;
@@ -500,6 +486,18 @@ impl Pipeline {
     /// The policy ledger (for `recommend` and `train`).
     pub fn policy_ledger(&self) -> &crate::policy_insight::PolicyLedger {
         &self.policy
+    }
+
+    /// Puts snapshot aggregates into the shards that own their workloads.
+    fn place_windows(&mut self, windows: Vec<(i64, Vec<(WorkloadId, WindowAggregate)>)>) {
+        self.open_aggregates = None;
+        let threads = self.shards.len() as u64;
+        for (w, items) in windows {
+            for (id, agg) in items {
+                let s = (id.0 % threads) as usize;
+                self.shards[s].windows.entry(w).or_default().insert(id, agg);
+            }
+        }
     }
 
     /// A workload group's baseline (tests and diagnostics).
@@ -676,17 +674,9 @@ impl Pipeline {
                 self.windows.clear();
                 self.sides.clear();
                 clock.begin_jump();
-                for h in std::mem::take(&mut self.future_held) {
-                    let a = clock.assign(h.rec.start_time);
-                    match a.rejected {
-                        None => self.accept(h.line, h.rec, a),
-                        Some(why) => self.reject(h.line, why, h.origin),
-                    }
-                }
-                clock.jump_done();
+                self.release_held(&mut clock);
                 self.clock = Some(clock);
                 let hits = self.aggregate();
-                self.open_aggregates = None;
                 alerts.extend(self.raise_early(hits));
             }
         }
@@ -807,14 +797,7 @@ impl Pipeline {
                         origin: None,
                     });
                     if a.jump {
-                        for h in std::mem::take(&mut self.future_held) {
-                            let a = clock.assign(h.rec.start_time);
-                            match a.rejected {
-                                None => self.accept(h.line, h.rec, a),
-                                Some(why) => self.reject(h.line, why, h.origin),
-                            }
-                        }
-                        clock.jump_done();
+                        self.release_held(&mut clock);
                     }
                 }
                 Some(why) => self.reject(line, why, None),
@@ -825,7 +808,6 @@ impl Pipeline {
         let assigned = Instant::now();
         self.stage_times.assign += assigned - started;
         let hits = self.aggregate();
-        self.open_aggregates = None;
         let mut alerts = self.raise_early(hits);
         let aggregated = Instant::now();
         self.stage_times.aggregate += aggregated - assigned;
@@ -868,6 +850,19 @@ impl Pipeline {
         self.records.push(rec);
     }
 
+    /// Re-assigns every held future record in input order while `clock` believes the jump, then
+    /// ends the jump.
+    fn release_held(&mut self, clock: &mut crate::window::WindowClock) {
+        for h in std::mem::take(&mut self.future_held) {
+            let a = clock.assign(h.rec.start_time);
+            match a.rejected {
+                None => self.accept(h.line, h.rec, a),
+                Some(why) => self.reject(h.line, why, h.origin),
+            }
+        }
+        clock.jump_done();
+    }
+
     /// Counts a record the clock refused and queues it for the dead-letter output.
     fn reject(&mut self, line: u64, why: crate::window::Rejection, origin: Option<LineOrigin>) {
         match why {
@@ -893,6 +888,8 @@ impl Pipeline {
     /// Folds the batch's records into the shards' open windows; returns the fast-path threshold
     /// crossings, judged on each aggregate as it stood at the crossing record.
     fn aggregate(&mut self) -> Vec<EarlyHit> {
+        // Windows gain aggregates: the cached count is recounted at the next close.
+        self.open_aggregates = None;
         let threads = self.threads as u64;
         let records = &self.records;
         let windows = &self.windows;
@@ -1043,9 +1040,7 @@ impl Pipeline {
 
     /// The alert suppression horizon in windows of `len` seconds.
     fn early_horizon_windows(&self, len: i64) -> i64 {
-        let suppression =
-            crate::window::parse_duration_s(&self.cfg.alerts.suppression).unwrap_or(3600);
-        (suppression + len - 1).div_euclid(len.max(1))
+        (self.alerts.suppression_s() + len - 1).div_euclid(len.max(1))
     }
 
     /// Scores windows `ws` (ascending), updates baselines and cluster state, returns their alerts.

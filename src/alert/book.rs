@@ -83,6 +83,11 @@ impl AlertBook {
         self.open.capacity() * (std::mem::size_of::<((String, WorkloadId), OpenAlert)>() + 1 + 24)
     }
 
+    /// How long an open alert suppresses its repeats, in seconds (`alerts.suppression`).
+    pub fn suppression_s(&self) -> i64 {
+        self.suppression_s
+    }
+
     /// Alerts for the findings of one closed window (sorted by the caller).
     pub fn raise(
         &mut self,

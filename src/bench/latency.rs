@@ -201,8 +201,14 @@ pub fn run(exe: &Path, opts: &LatencyOptions) -> anyhow::Result<LatencyReport> {
         records_written: written,
         achieved_rate: written as f64 / writing.as_secs_f64().max(1e-9),
         scans,
-        scans_alerted: measured.latencies_us.len() as u64,
-        latency_us: histogram(&measured.latencies_us)?,
+        scans_alerted: measured.samples.len() as u64,
+        latency_us: histogram(
+            &measured
+                .samples
+                .iter()
+                .map(|(_, us)| *us)
+                .collect::<Vec<_>>(),
+        )?,
         from_handover_us: histogram(&measured.from_enqueue_us)?,
         other_early_alerts: measured.other,
         slowest,
@@ -377,7 +383,6 @@ struct Waiting {
     /// Scan → (its lines handed to the file or producer, readable by the daemon).
     sent: HashMap<String, (Instant, Instant)>,
     early: HashMap<String, Instant>,
-    latencies_us: Vec<u64>,
     from_enqueue_us: Vec<u64>,
     /// (write instant, latency) per settled scan.
     samples: Vec<(Instant, u64)>,
@@ -391,7 +396,6 @@ impl Waiting {
             // An alert can arrive before the broker's acknowledgement reaches the writer: that
             // latency counts as 0 from "readable" and is still bounded by the one from the hand-over.
             let us = seen.saturating_duration_since(*sent).as_micros() as u64;
-            self.latencies_us.push(us);
             self.from_enqueue_us
                 .push(seen.saturating_duration_since(*enqueued).as_micros() as u64);
             self.samples.push((*sent, us));
@@ -402,7 +406,6 @@ impl Waiting {
 
 /// What the reader measured.
 struct Measured {
-    latencies_us: Vec<u64>,
     from_enqueue_us: Vec<u64>,
     other: u64,
     samples: Vec<(Instant, u64)>,
@@ -493,9 +496,7 @@ impl Daemon {
     }
 
     fn alerted(&self) -> u64 {
-        self.waiting
-            .lock()
-            .map_or(0, |g| g.latencies_us.len() as u64)
+        self.waiting.lock().map_or(0, |g| g.samples.len() as u64)
     }
 
     fn stop(mut self) -> anyhow::Result<Measured> {
@@ -518,7 +519,6 @@ impl Daemon {
             .lock()
             .map_err(|_| anyhow::anyhow!("latency reader panicked"))?;
         Ok(Measured {
-            latencies_us: g.latencies_us.clone(),
             from_enqueue_us: g.from_enqueue_us.clone(),
             other: g.other,
             samples: g.samples.clone(),

@@ -119,14 +119,9 @@ pub fn findings(
         IpSweep.evaluate(ctx, workload, agg, None, out);
     }
     // Soft findings (for `--scores`) are not alerts.
-    let mut i = before;
-    while i < out.len() {
-        if out[i].score < 1.0 {
-            out.remove(i);
-        } else {
-            i += 1;
-        }
-    }
+    let mut fresh = out.split_off(before);
+    fresh.retain(|f| f.score >= 1.0);
+    out.append(&mut fresh);
 }
 
 #[cfg(test)]
