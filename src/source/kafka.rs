@@ -616,6 +616,14 @@ struct GroupState {
     /// Applies to partitions of `first_assignment`'s absence: `earliest`/`latest`.
     default_start: Option<Offset>,
     seen: std::collections::BTreeSet<(String, i32)>,
+    /// Next offset after the lines the pipeline has processed, per partition (updated after each
+    /// batch).
+    processed: BTreeMap<(String, i32), i64>,
+    /// Processed positions of the partitions the last eager revoke took away. If the assignment
+    /// that follows gives one back, no other member can have read it in between (a rebalance is a
+    /// barrier) and this process still holds its state: reading resumes where processing stopped,
+    /// not at the last checkpoint, so nothing is aggregated twice.
+    last_revoked: BTreeMap<(String, i32), i64>,
 }
 
 /// Consumer context: rebalances commit covered offsets before revoking and report to the source.
@@ -660,19 +668,22 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 for (t, p) in &parts {
                     let key = (t.clone(), *p);
-                    if state.seen.insert(key.clone()) {
-                        let start = state
+                    let start = if state.seen.insert(key.clone()) {
+                        state
                             .first_assignment
                             .get(&key)
                             .copied()
-                            .or(state.default_start);
-                        if let Some(offset) = start {
-                            if let Err(e) = tpl.set_partition_offset(t, *p, offset) {
-                                tracing::warn!(topic = %t, partition = p, error = %e, "cannot set start offset");
-                            }
+                            .or(state.default_start)
+                    } else {
+                        state.last_revoked.get(&key).map(|&o| Offset::Offset(o))
+                    };
+                    if let Some(offset) = start {
+                        if let Err(e) = tpl.set_partition_offset(t, *p, offset) {
+                            tracing::warn!(topic = %t, partition = p, error = %e, "cannot set start offset");
                         }
                     }
                 }
+                state.last_revoked.clear();
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -693,7 +704,8 @@ impl ConsumerContext for GroupContext {
                         let _ = commit.add_partition_offset(t, *p, Offset::Offset(o));
                     }
                 }
-                if commit.count() > 0 && !consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                if commit.count() > 0 && !lost {
                     if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
                         tracing::warn!(error = %e, "commit on revoke failed");
                     }
@@ -707,8 +719,17 @@ impl ConsumerContext for GroupContext {
                     tracing::error!(error = %e, "partition revocation failed");
                 }
                 tracing::info!(partitions = ?parts, "kafka partitions revoked");
+                state.last_revoked.clear();
                 for key in &parts {
                     state.covered.remove(key);
+                    // A lost assignment may have been read by another member meanwhile.
+                    if !cooperative && !lost {
+                        if let Some(o) = state.processed.remove(key) {
+                            state.last_revoked.insert(key.clone(), o);
+                        }
+                    } else {
+                        state.processed.remove(key);
+                    }
                 }
                 state.events.push(GroupEvent::Revoked(parts));
             }
@@ -1010,6 +1031,16 @@ impl LineSource for KafkaSource {
 
     fn take_assignment_changes(&mut self) -> Vec<AssignmentChange> {
         std::mem::take(&mut self.changes)
+    }
+
+    fn batch_done(&mut self) {
+        if let Ok(mut state) = self.state.lock() {
+            for p in self.merger.positions() {
+                state
+                    .processed
+                    .insert((p.topic, p.partition), p.next_offset);
+            }
+        }
     }
 
     fn checkpoint_done(&mut self) {
