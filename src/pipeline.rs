@@ -44,14 +44,21 @@ pub struct RunStats {
     /// Records with a side not aggregated because the state budget refused a never-seen workload.
     #[serde(default)]
     pub over_budget_records: u64,
-    /// State evicted by the budget, by kind (`baseline`, `workload_name`).
+    /// State evicted by the budget (`baseline`, `workload_name`), and names of idle workloads dropped
+    /// (`idle_workload_name`).
     #[serde(default)]
     pub evictions: BTreeMap<String, u64>,
     /// Estimated state (bytes) at the last window close.
     #[serde(default)]
     pub state_bytes: u64,
-    /// Distinct workloads seen.
+    /// Workloads whose names the registry holds (tracked now: names of workloads idle past
+    /// `baseline.expire_after` are dropped with their baselines).
     pub workloads: u64,
+    /// Entries held by each part of the state (`baselines`, `workload_names`, `policy_flows`,
+    /// `cluster_destinations`, `cluster_ports`, `open_aggregates`), for the
+    /// `flowwarden_state_entries` gauge: which part grows when memory does.
+    #[serde(default)]
+    pub state_entries: BTreeMap<String, u64>,
     /// Windows closed and scored.
     pub windows_closed: u64,
     /// Alerts emitted.
@@ -141,7 +148,8 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 pub struct PipelineOptions {
     /// Worker threads (1 = everything on the caller's thread).
     pub threads: usize,
-    /// Keep per-record scores (`replay --scores`).
+    /// Keep per-record scores (`replay --scores`, `eval`). Such offline runs report on the whole
+    /// input, so they also keep every workload name seen (idle ones are not forgotten).
     pub scores: bool,
 }
 
@@ -527,6 +535,22 @@ impl Pipeline {
     pub fn stats(&self) -> RunStats {
         let mut s = self.stats.clone();
         s.workloads = crate::flow::WorkloadRegistry::global().len() as u64;
+        let open_aggregates: usize = self
+            .shards
+            .iter()
+            .flat_map(|sh| sh.windows.values().map(|m| m.len()))
+            .sum();
+        s.state_entries = [
+            ("baselines", self.baselines.len()),
+            ("workload_names", s.workloads as usize),
+            ("policy_flows", self.policy.len()),
+            ("cluster_destinations", self.cluster.dest_sharers.len()),
+            ("cluster_ports", self.cluster.port_sharers.len()),
+            ("open_aggregates", open_aggregates),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n as u64))
+        .collect();
         s
     }
 
@@ -1166,7 +1190,14 @@ impl Pipeline {
         if self.windows_since_expiry >= 256 {
             self.windows_since_expiry = 0;
             let horizon = window_start - self.expire_after_s;
-            self.baselines.expire(horizon.div_euclid(clock.len()));
+            let horizon_window = horizon.div_euclid(clock.len());
+            self.baselines.expire(horizon_window);
+            self.cluster.expire(horizon_window);
+            self.policy.expire(horizon);
+            if self.score_refs.is_none() {
+                self.forget_idle_names(items.iter().map(|(id, _)| *id));
+            }
+            crate::limits::release_free_memory();
         }
         findings.extend(self.enforce_budget(w, window_start, window_end));
         findings.sort_by(|a, b| {
@@ -1193,6 +1224,31 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Drops the names of workloads in no open window (nor the closing one), every 256 windows with
+    /// the baselines' idle expiry. Deploy churn mints pod names for ever (`frontend-7d9c8b6f4-*` becomes
+    /// `frontend-5f6b9c7d8-*` and the group's baseline lives on), so names kept for as long as their
+    /// group lives would grow memory without end. A workload still active registers its name again
+    /// with its next record: the registry's generation moves and every decoder forgets what it
+    /// registered.
+    fn forget_idle_names(&mut self, closing: impl Iterator<Item = WorkloadId>) {
+        let mut live: rustc_hash::FxHashSet<WorkloadId> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
+            .collect();
+        live.extend(closing);
+        let registry = crate::flow::WorkloadRegistry::global();
+        let forgotten = registry.evict(|id, _| live.contains(&id)) as u64;
+        registry.shrink_if_sparse();
+        if forgotten > 0 {
+            *self
+                .stats
+                .evictions
+                .entry("idle_workload_name".into())
+                .or_default() += forgotten;
+        }
+    }
+
     /// Checks the `[limits]` budget after window `w` closed: evicts what it must, counts it, and
     /// returns the `cardinality_flood` finding if the window had one.
     fn enforce_budget(&mut self, w: i64, window_start: i64, window_end: i64) -> Option<Finding> {

@@ -219,6 +219,22 @@ impl ClusterState {
     }
 }
 
+impl ClusterState {
+    /// Forgets destinations and ports no group used since `horizon_window` (`baseline.expire_after`,
+    /// like the baselines): a port scan otherwise leaves a thousand one-user ports behind for good.
+    /// Tables mostly emptied give their memory back. Returns how many entries went.
+    pub fn expire(&mut self, horizon_window: i64) -> usize {
+        let before = self.dest_sharers.len() + self.port_sharers.len();
+        self.dest_sharers
+            .retain(|_, s| s.last_window >= horizon_window);
+        self.port_sharers
+            .retain(|_, s| s.last_window >= horizon_window);
+        crate::limits::shrink_if_sparse(&mut self.dest_sharers);
+        crate::limits::shrink_if_sparse(&mut self.port_sharers);
+        before - self.dest_sharers.len() - self.port_sharers.len()
+    }
+}
+
 /// Keeps the most recently used half of a table.
 fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
     let mut ages: Vec<i64> = t.values().map(|s| s.last_window).collect();

@@ -526,9 +526,14 @@ impl BaselineStore {
         b.last_window = window;
     }
 
-    /// Drops groups idle since before `horizon_window`; returns how many.
+    /// Drops groups idle since before `horizon_window`; returns how many. A map mostly emptied
+    /// (an identity flood or a scan's one-window peers expiring) gives its memory back.
     pub fn expire(&self, horizon_window: i64) -> usize {
-        self.remove_where(|_, b| b.last_window < horizon_window)
+        let removed = self.remove_where(|_, b| b.last_window < horizon_window);
+        if removed > 0 && self.map.len() * 4 < self.map.capacity() {
+            self.map.shrink_to_fit();
+        }
+        removed
     }
 
     /// Removes the groups `drop` picks, keeping the horizon count right; returns how many.

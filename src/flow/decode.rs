@@ -56,6 +56,9 @@ pub struct Decoder {
     service_buf: String,
     /// Workloads this thread registered: id → (kind, group).
     known: FxHashMap<u64, (EndpointType, WorkloadId)>,
+    /// The registry's eviction generation `known` was filled under: when the registry drops names,
+    /// the cache starts over so a returning workload registers its name again.
+    known_generation: u64,
     /// Strings this thread interned, in front of the shared [`StringTable`].
     interned: FxHashMap<Box<str>, u32>,
     /// What the record keeps of a raw policy string (deciding or pending hit).
@@ -86,6 +89,7 @@ impl Decoder {
             key_buf: String::with_capacity(128),
             service_buf: String::with_capacity(128),
             known: FxHashMap::default(),
+            known_generation: WorkloadRegistry::global().generation(),
             interned: FxHashMap::default(),
             policy_ids: FxHashMap::default(),
             max_line,
@@ -102,6 +106,7 @@ impl Decoder {
             return Err(DecodeError::TooLong(line.len(), self.max_line));
         }
         check_shape(line)?;
+        self.sync_known();
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
@@ -146,8 +151,19 @@ impl Decoder {
         Ok(f(&raw))
     }
 
+    /// Forgets which workloads this thread registered if the registry dropped names since.
+    #[inline]
+    fn sync_known(&mut self) {
+        let generation = WorkloadRegistry::global().generation();
+        if generation != self.known_generation {
+            self.known.clear();
+            self.known_generation = generation;
+        }
+    }
+
     /// Builds the compact record from the borrowed one.
     pub fn to_record(&mut self, raw: &RawFlow<'_>) -> Result<FlowRecord, DecodeError> {
+        self.sync_known();
         let Some(key) = &raw.key else {
             let fields = CalicoFields::from_raw(raw);
             let labels = (&raw.source_labels, &raw.dest_labels);

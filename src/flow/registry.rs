@@ -121,6 +121,8 @@ pub struct WorkloadRegistry {
     capacity: AtomicUsize,
     /// Registrations refused because the registry was full.
     refused: AtomicU64,
+    /// Bumped whenever names are dropped, so decoders drop their caches of what they registered.
+    generation: AtomicU64,
 }
 
 impl Default for WorkloadRegistry {
@@ -130,6 +132,7 @@ impl Default for WorkloadRegistry {
             bytes: AtomicUsize::new(0),
             capacity: AtomicUsize::new(usize::MAX),
             refused: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -209,9 +212,26 @@ impl WorkloadRegistry {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(freed))
             });
-        // No shrink: the table keeps its slots for the next names, so a flood that comes and goes
-        // does not reallocate (and fragment) it every window.
+        if dropped > 0 {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        // No shrink here: under a flood this runs every window and the table keeps its slots for
+        // the next names. The idle expiry (every 256 windows) shrinks it with `shrink_if_sparse`.
         dropped
+    }
+
+    /// Gives back the table's memory when it is mostly empty (called with the idle expiry).
+    pub fn shrink_if_sparse(&self) {
+        if self.map.len() * 4 < self.map.capacity() {
+            self.map.shrink_to_fit();
+        }
+    }
+
+    /// How many evictions dropped names so far: a decoder whose cache of registered workloads is
+    /// from an older generation clears it (a dropped name must be registered again).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Looks a workload up.

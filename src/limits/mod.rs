@@ -150,6 +150,28 @@ pub fn decoder_cache_bytes(threads: usize) -> usize {
     (threads + 1) * crate::flow::decode::KNOWN_CAP * 2 * 25
 }
 
+/// Gives a hash map's memory back when under a quarter of its slots are used (after an expiry
+/// emptied it), so memory follows the state down after a flood or a scan instead of staying at the
+/// high-water mark.
+pub fn shrink_if_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}
+
+/// Returns memory the allocator holds but no state uses to the operating system (glibc keeps freed
+/// memory in its arenas; a daemon whose state shrank after a flood would otherwise keep its peak RSS
+/// for good). Called with the idle expiry, every 256 windows; it costs about a millisecond.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What the budget check reads of the pipeline at window close.
 pub struct StateView<'a> {
     /// Baselines (evictable).

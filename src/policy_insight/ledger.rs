@@ -379,6 +379,16 @@ impl PolicyLedger {
         list.push(c);
     }
 
+    /// Forgets flows last seen before `cutoff` (seconds), as `baseline.expire_after` forgets idle
+    /// workloads: a flow idle that long is no longer "established", and keeping it would grow the
+    /// ledger with every workload that came and went. Returns how many went.
+    pub fn expire(&mut self, cutoff: i64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.last_seen >= cutoff);
+        crate::limits::shrink_if_sparse(&mut self.entries);
+        before - self.entries.len()
+    }
+
     /// Evicts the eighth of the entries idle longest (ties by key, so the choice is deterministic).
     fn evict(&mut self) {
         let mut idle: Vec<(i64, FlowKey)> = self

@@ -26,10 +26,13 @@ pub const FUTURE_RECORDS_TOTAL: &str = "flowwarden_future_records_total";
 pub const STALE_RECORDS_TOTAL: &str = "flowwarden_stale_records_total";
 /// Records with a side the state budget refused to aggregate, by `source`.
 pub const OVER_BUDGET_RECORDS_TOTAL: &str = "flowwarden_records_over_budget_total";
-/// State evicted by the `[limits]` budget, by `kind` (baseline, workload_name).
+/// State evicted, by `kind`: by the `[limits]` budget (`baseline`, `workload_name`), or names of
+/// workloads in no open window dropped with the idle expiry (`idle_workload_name`).
 pub const EVICTIONS_TOTAL: &str = "flowwarden_evictions_total";
 /// Estimated bytes of per-workload state at the last window close.
 pub const STATE_BYTES: &str = "flowwarden_state_bytes";
+/// Gauge: entries held by each part of the state (`part` label).
+pub const STATE_ENTRIES: &str = "flowwarden_state_entries";
 /// Windows closed and scored.
 pub const WINDOWS_CLOSED_TOTAL: &str = "flowwarden_windows_closed_total";
 /// Wall time of one window-close pass (score, fold into baselines, raise alerts), histogram.
@@ -124,12 +127,17 @@ fn describe_all() {
     describe_counter!(
         EVICTIONS_TOTAL,
         Unit::Count,
-        "State evicted by the limits.state_memory budget, by kind."
+        "State evicted by the limits.state_memory budget (baseline, workload_name) or idle expiry (idle_workload_name)."
     );
     describe_gauge!(
         STATE_BYTES,
         Unit::Bytes,
         "Estimated bytes of per-workload state at the last window close."
+    );
+    describe_gauge!(
+        STATE_ENTRIES,
+        Unit::Count,
+        "Entries held by each part of the state (baselines, workload_names, policy_flows, ...)."
     );
     describe_counter!(
         WINDOWS_CLOSED_TOTAL,
@@ -257,6 +265,9 @@ fn record_bounds(source: &str, now: &RunStats, last: &RunStats) {
         }
     }
     gauge!(STATE_BYTES).set(now.state_bytes as f64);
+    for (part, n) in &now.state_entries {
+        gauge!(STATE_ENTRIES, "part" => part.clone()).set(*n as f64);
+    }
 }
 
 /// Sets the number of workloads tracked.
@@ -382,6 +393,7 @@ mod tests {
         OVER_BUDGET_RECORDS_TOTAL,
         EVICTIONS_TOTAL,
         STATE_BYTES,
+        STATE_ENTRIES,
         WINDOWS_CLOSED_TOTAL,
         WINDOW_CLOSE_SECONDS,
         WORKLOADS,
