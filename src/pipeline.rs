@@ -1224,12 +1224,9 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// Drops the names of workloads in no open window (nor the closing one), every 256 windows with
-    /// the baselines' idle expiry. Deploy churn mints pod names for ever (`frontend-7d9c8b6f4-*` becomes
-    /// `frontend-5f6b9c7d8-*` and the group's baseline lives on), so names kept for as long as their
-    /// group lives would grow memory without end. A workload still active registers its name again
-    /// with its next record: the registry's generation moves and every decoder forgets what it
-    /// registered.
+    /// Forgets the names of workloads with no record since the previous pass (see
+    /// [`WorkloadRegistry::forget_idle`](crate::flow::WorkloadRegistry::forget_idle)); workloads in an
+    /// open window or the closing one keep theirs whatever their records' age.
     fn forget_idle_names(&mut self, closing: impl Iterator<Item = WorkloadId>) {
         let mut live: rustc_hash::FxHashSet<WorkloadId> = self
             .shards
@@ -1237,9 +1234,8 @@ impl Pipeline {
             .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
             .collect();
         live.extend(closing);
-        let registry = crate::flow::WorkloadRegistry::global();
-        let forgotten = registry.evict(|id, _| live.contains(&id)) as u64;
-        registry.shrink_if_sparse();
+        let forgotten =
+            crate::flow::WorkloadRegistry::global().forget_idle(|id| live.contains(&id)) as u64;
         if forgotten > 0 {
             *self
                 .stats

@@ -242,3 +242,22 @@ fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
     let cut = ages[ages.len() / 2];
     t.retain(|_, s| s.last_window > cut);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_and_ports_idle_past_the_horizon_expire() {
+        let mut c = ClusterState::default();
+        c.dest_sharers.entry(1).or_default().add(7, 10);
+        c.dest_sharers.entry(2).or_default().add(7, 50);
+        c.port_sharers
+            .entry(port_key(22, 6))
+            .or_default()
+            .add(7, 10);
+        assert_eq!(c.expire(20), 2);
+        assert!(c.dest_sharers.contains_key(&2) && !c.dest_sharers.contains_key(&1));
+        assert!(c.port_sharers.is_empty());
+    }
+}

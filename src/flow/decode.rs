@@ -846,6 +846,24 @@ mod tests {
         assert_eq!(group_name("pub"), None);
     }
 
+    #[test]
+    fn a_workload_whose_name_was_forgotten_registers_again_with_its_next_record() {
+        let line = br#"{"start_time":1,"end_time":2,"source_name_aggr":"churn-test-5f6d7c8b9-*","source_namespace":"regen","source_type":"wep","source_labels":{"labels":["app=churn"]},"dest_name_aggr":"pub","dest_ip":"1.2.3.4","dest_type":"net","dest_port":443,"proto":"tcp","action":"allow","reporter":"src"}"#;
+        let mut dec = Decoder::default();
+        let rec = dec.decode(line).expect("decodes");
+        let reg = WorkloadRegistry::global();
+        assert!(reg.get(rec.src.id).is_some());
+        // Idle passes in which nothing registers it (every other name is kept): the one that ends
+        // its generation and two more.
+        for _ in 0..3 {
+            reg.forget_idle(|id| id != rec.src.id);
+        }
+        assert!(reg.get(rec.src.id).is_none(), "forgotten");
+        let again = dec.decode(line).expect("decodes");
+        assert_eq!(again, rec);
+        assert_eq!(reg.key(rec.src.id), "regen/churn-test-5f6d7c8b9-*");
+    }
+
     /// Decodes `line` through the hot path (after a first call registered its workloads) and
     /// through the serde view, and checks they agree, record or error.
     fn assert_paths_agree(line: &[u8]) {

@@ -111,17 +111,26 @@ pub fn canonical_key(
     }
 }
 
+/// One registry entry: the workload's info and the generation it was last registered in.
+#[derive(Debug)]
+struct Slot {
+    info: Arc<WorkloadInfo>,
+    /// [`WorkloadRegistry::generation`] when a decoder last registered the workload.
+    touched: AtomicU64,
+}
+
 /// Process-wide map from [`WorkloadId`] to [`WorkloadInfo`], bounded in bytes.
 #[derive(Debug)]
 pub struct WorkloadRegistry {
-    map: DashMap<WorkloadId, Arc<WorkloadInfo>>,
+    map: DashMap<WorkloadId, Slot>,
     /// Bytes held by the entries (see [`WorkloadInfo::entry_bytes`]).
     bytes: AtomicUsize,
     /// New entries are refused while `bytes` is at or above this.
     capacity: AtomicUsize,
     /// Registrations refused because the registry was full.
     refused: AtomicU64,
-    /// Bumped whenever names are dropped, so decoders drop their caches of what they registered.
+    /// Bumped whenever names are dropped and at every idle pass, so decoders drop their caches of
+    /// what they registered and register (touch) each workload again with its next record.
     generation: AtomicU64,
 }
 
@@ -147,8 +156,10 @@ impl WorkloadRegistry {
     /// Registers a workload unless known; labels fill in when first seen non-empty. A new workload
     /// is refused (counted, not stored) while the registry is at its capacity.
     pub fn register(&self, id: WorkloadId, make: impl FnOnce() -> WorkloadInfo) {
+        let generation = self.generation();
         if let Some(existing) = self.map.get(&id) {
-            if !existing.labels.is_empty() {
+            existing.touched.store(generation, Ordering::Relaxed);
+            if !existing.info.labels.is_empty() {
                 return;
             }
         } else if self.bytes.load(Ordering::Relaxed) >= self.capacity.load(Ordering::Relaxed) {
@@ -159,9 +170,12 @@ impl WorkloadRegistry {
         let size = info.entry_bytes();
         match self.map.entry(id) {
             dashmap::mapref::entry::Entry::Occupied(mut e) => {
-                if e.get().labels.is_empty() && !info.labels.is_empty() {
-                    let old = e.get().entry_bytes();
-                    e.insert(Arc::new(info));
+                if e.get().info.labels.is_empty() && !info.labels.is_empty() {
+                    let old = e.get().info.entry_bytes();
+                    e.insert(Slot {
+                        info: Arc::new(info),
+                        touched: AtomicU64::new(generation),
+                    });
                     let _ = self
                         .bytes
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -170,7 +184,10 @@ impl WorkloadRegistry {
                 }
             }
             dashmap::mapref::entry::Entry::Vacant(e) => {
-                e.insert(Arc::new(info));
+                e.insert(Slot {
+                    info: Arc::new(info),
+                    touched: AtomicU64::new(generation),
+                });
                 self.bytes.fetch_add(size, Ordering::Relaxed);
             }
         }
@@ -199,11 +216,11 @@ impl WorkloadRegistry {
     /// Drops every entry `keep` says no to; returns how many were dropped.
     pub fn evict(&self, keep: impl Fn(WorkloadId, &WorkloadInfo) -> bool) -> usize {
         let (mut dropped, mut freed) = (0usize, 0usize);
-        self.map.retain(|id, info| {
-            let k = keep(*id, info);
+        self.map.retain(|id, slot| {
+            let k = keep(*id, &slot.info);
             if !k {
                 dropped += 1;
-                freed += info.entry_bytes();
+                freed += slot.info.entry_bytes();
             }
             k
         });
@@ -216,19 +233,43 @@ impl WorkloadRegistry {
             self.generation.fetch_add(1, Ordering::Release);
         }
         // No shrink here: under a flood this runs every window and the table keeps its slots for
-        // the next names. The idle expiry (every 256 windows) shrinks it with `shrink_if_sparse`.
+        // the next names. The idle pass (`forget_idle`, every 256 windows) shrinks it.
         dropped
     }
 
-    /// Gives back the table's memory when it is mostly empty (called with the idle expiry).
-    pub fn shrink_if_sparse(&self) {
+    /// The idle pass: drops the names no decoder registered during the last two generations unless
+    /// `keep` says otherwise (two, so a record decoded just before the previous pass, whose window
+    /// has not closed yet, keeps its name; and so another pipeline in the same process, as in tests,
+    /// does not take names from under one mid-batch), then starts a new generation (every decoder forgets what it registered, so
+    /// each workload still active registers, and so keeps, its name with its next record). Deploy
+    /// churn mints pod names for ever (`frontend-7d9c8b6f4-*`, then `frontend-5f6b9c7d8-*`), so
+    /// names kept while anything refers to their group would grow memory without end. Shrinks the
+    /// table when mostly empty. Returns how many names went.
+    pub fn forget_idle(&self, keep: impl Fn(WorkloadId) -> bool) -> usize {
+        let current = self.generation();
+        let (mut dropped, mut freed) = (0usize, 0usize);
+        self.map.retain(|id, slot| {
+            let k = slot.touched.load(Ordering::Relaxed) + 1 >= current || keep(*id);
+            if !k {
+                dropped += 1;
+                freed += slot.info.entry_bytes();
+            }
+            k
+        });
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(freed))
+            });
+        self.generation.fetch_add(1, Ordering::Release);
         if self.map.len() * 4 < self.map.capacity() {
             self.map.shrink_to_fit();
         }
+        dropped
     }
 
-    /// How many evictions dropped names so far: a decoder whose cache of registered workloads is
-    /// from an older generation clears it (a dropped name must be registered again).
+    /// Evictions and idle passes so far: a decoder whose cache of registered workloads is from an
+    /// older generation clears it (a dropped name must be registered again).
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -236,7 +277,7 @@ impl WorkloadRegistry {
 
     /// Looks a workload up.
     pub fn get(&self, id: WorkloadId) -> Option<Arc<WorkloadInfo>> {
-        self.map.get(&id).map(|r| Arc::clone(r.value()))
+        self.map.get(&id).map(|r| Arc::clone(&r.value().info))
     }
 
     /// The workload's key, or its id in hex when unknown (never panics).
@@ -251,8 +292,8 @@ impl WorkloadRegistry {
         let mut v: Vec<_> = self
             .map
             .iter()
-            .filter(|e| e.value().namespace == ns)
-            .map(|e| Arc::clone(e.value()))
+            .filter(|e| e.value().info.namespace == ns)
+            .map(|e| Arc::clone(&e.value().info))
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         v
@@ -273,7 +314,7 @@ impl WorkloadRegistry {
         let mut v: Vec<_> = self
             .map
             .iter()
-            .map(|e| (*e.key(), (**e.value()).clone()))
+            .map(|e| (*e.key(), (*e.value().info).clone()))
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v
@@ -363,5 +404,46 @@ mod tests {
         assert_eq!(t.intern("shop/cart:http"), id);
         assert_eq!(&*t.resolve(id), "shop/cart:http");
         assert_eq!(t.intern("-"), 0);
+    }
+
+    fn info(key: &str) -> WorkloadInfo {
+        WorkloadInfo {
+            key: key.into(),
+            kind: EndpointType::Wep,
+            namespace: "shop".into(),
+            name_aggr: key.into(),
+            labels: vec!["app=x".into()],
+        }
+    }
+
+    #[test]
+    fn idle_names_go_after_two_passes_without_a_registration() {
+        let reg = WorkloadRegistry::default();
+        let (old, active, live) = (WorkloadId(1), WorkloadId(2), WorkloadId(3));
+        for id in [old, active, live] {
+            reg.register(id, || info(&format!("w{}", id.0)));
+        }
+        let bytes = reg.bytes();
+        // First pass: everything was registered in this generation.
+        assert_eq!(reg.forget_idle(|_| false), 0);
+        assert_eq!(reg.generation(), 1);
+        // `active` has a record (its decoder re-registers after the generation moved).
+        reg.register(active, || info("w2"));
+        assert_eq!(
+            reg.forget_idle(|_| false),
+            0,
+            "one idle generation is spared"
+        );
+        reg.register(active, || info("w2"));
+        // Third pass: `old` and `live` had no record for two generations; `live` is in an open
+        // window, so it stays.
+        assert_eq!(reg.forget_idle(|id| id == live), 1);
+        assert!(reg.get(old).is_none());
+        assert!(reg.get(active).is_some() && reg.get(live).is_some());
+        assert_eq!(reg.key(old), format!("workload-{:016x}", 1));
+        assert!(reg.bytes() < bytes);
+        // A forgotten workload that comes back registers again.
+        reg.register(old, || info("w1"));
+        assert_eq!(reg.key(old), "w1");
     }
 }

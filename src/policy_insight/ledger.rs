@@ -614,6 +614,18 @@ mod tests {
     }
 
     #[test]
+    fn flows_idle_past_the_cutoff_are_forgotten() {
+        let mut dec = Decoder::default();
+        let mut l = PolicyLedger::new(&cfg());
+        let allow = "1|platform|gnp:platform.allow-shop|allow|0";
+        l.observe(&rec(&mut dec, 0, "allow", allow, ""), 0);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.expire(0), 0, "last seen at the cutoff: kept");
+        assert_eq!(l.expire(1), 1);
+        assert!(l.is_empty());
+    }
+
+    #[test]
     fn a_deny_that_becomes_an_allow_is_loosened_naming_both_policies() {
         let mut dec = Decoder::default();
         let mut l = PolicyLedger::new(&cfg());
