@@ -379,7 +379,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
             }
         }
         batch.clear();
-        let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
+        let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, cfg.input.batch_bytes)?;
         // A partition taken over from another daemon brings its workloads' state before its lines.
         let changes = source.take_assignment_changes();
         if let Some(states) = &mut partition_states {

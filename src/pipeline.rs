@@ -220,7 +220,6 @@ pub struct Pipeline {
     alerts: AlertBook,
     policy: crate::policy_insight::PolicyLedger,
     expire_after_s: i64,
-    windows_since_expiry: u32,
     clock: Option<WindowClock>,
     /// Records held back until `auto` has seen enough spans.
     pending: Vec<(u64, FlowRecord)>,
@@ -286,7 +285,6 @@ impl Pipeline {
             policy: crate::policy_insight::PolicyLedger::new(&cfg.detect.policy_drift),
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
-            windows_since_expiry: 0,
             clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
             pending: Vec::new(),
             stats: RunStats::default(),
@@ -1186,9 +1184,9 @@ impl Pipeline {
         findings.extend(self.policy.take_findings(w));
         self.cluster
             .update(w, &cluster_items, self.cfg.detect.edge_burst.decay);
-        self.windows_since_expiry += 1;
-        if self.windows_since_expiry >= 256 {
-            self.windows_since_expiry = 0;
+        // Every 256th window, counted by the checkpointed counter so a restarted daemon expires
+        // at the same windows as an uninterrupted one (expiry changes what detectors see).
+        if (self.stats.windows_closed + 1) % EXPIRY_EVERY_WINDOWS == 0 {
             let horizon = window_start - self.expire_after_s;
             let horizon_window = horizon.div_euclid(clock.len());
             self.baselines.expire(horizon_window);
@@ -1305,6 +1303,10 @@ pub fn group_of(id: WorkloadId, info: &crate::flow::WorkloadInfo) -> WorkloadId 
         _ => id,
     }
 }
+
+/// Idle expiry (baselines, cluster tables, policy flows, workload names) runs every this many
+/// closed windows.
+const EXPIRY_EVERY_WINDOWS: u64 = 256;
 
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;

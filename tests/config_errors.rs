@@ -20,6 +20,7 @@ const BAD_CONFIGS: &[(&str, &str)] = &[
     ("[nonsense]\nx = 1\n", "nonsense"),
     // Wrong types.
     ("[input]\nbatch_lines = \"many\"\n", "input.batch_lines"),
+    ("[input]\nbatch_bytes = 100\n", "input.batch_bytes"),
     ("[pipeline]\nthreads = -1\n", "pipeline.threads"),
     (
         "[detect.port_scan]\ndistinct_ports = \"many\"\n",

@@ -41,7 +41,8 @@ impl BenchInput {
         let mut batches = Vec::new();
         loop {
             let mut batch = LineBatch::new();
-            let poll = source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)?;
+            let poll =
+                source.poll_batch(&mut batch, cfg.input.batch_lines, cfg.input.batch_bytes)?;
             if !batch.is_empty() {
                 batches.push(batch);
             } else if poll == Poll::End {

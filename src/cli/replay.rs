@@ -191,7 +191,7 @@ pub fn run_pipeline_with(
     let mut batch = LineBatch::new();
     loop {
         batch.clear();
-        match source.poll_batch(&mut batch, cfg.input.batch_lines, 64 << 20)? {
+        match source.poll_batch(&mut batch, cfg.input.batch_lines, cfg.input.batch_bytes)? {
             Poll::End if batch.is_empty() => break,
             Poll::Idle if batch.is_empty() => continue,
             _ => {}
