@@ -214,7 +214,12 @@ pub const ONE_RECORD_PER_BATCH: &str =
 /// `flowwarden produce FILE --topic T --partitions N` (one record per batch, see
 /// [`ONE_RECORD_PER_BATCH`]).
 pub fn produce(brokers: &str, file: &Path, topic: &str, partitions: i32) {
-    let config = file.with_extension(format!("produce-{}.toml", free_port()));
+    // In the temp dir, never beside the input: the shared data directory is not ours to write.
+    let config = std::env::temp_dir().join(format!(
+        "flowwarden-produce-{}-{}.toml",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::write(&config, ONE_RECORD_PER_BATCH).expect("produce config");
     let out = Command::new(BIN)
         .args([
@@ -230,6 +235,7 @@ pub fn produce(brokers: &str, file: &Path, topic: &str, partitions: i32) {
         .args(["--partitions", &partitions.to_string()])
         .output()
         .expect("run produce");
+    let _ = std::fs::remove_file(&config);
     assert!(
         out.status.success(),
         "produce failed: {}",
