@@ -8,7 +8,8 @@
 #   - records written == records processed (flowwarden_records_total + flowwarden_bad_records_total)
 #   - RSS after warm-up within RSS_TOLERANCE (10 %): max <= min * 1.10
 #   - open fds after warm-up flat: max - min <= FD_SLACK
-#   - alerts raised (the daemon's final log line) == alerts delivered to the alert file
+#   - alerts raised, final and provisional (the daemon's final log line) == alerts delivered to the
+#     alert file
 # Exit 0 when every check passes, 1 otherwise.
 #
 #   scripts/soak.sh                       # 30 minutes at 50k records/s (the soak)
@@ -155,14 +156,15 @@ import sys, urllib.request
 try:
     text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
 except Exception:
-    print("0 0 0"); sys.exit()
+    print("0 0 0 0"); sys.exit()
 def total(name):
     t = 0.0
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             t += float(line.rsplit(" ", 1)[1])
     return int(t)
-print(total("flowwarden_records_total"), total("flowwarden_bad_records_total"), total("flowwarden_workloads"))
+print(total("flowwarden_records_total"), total("flowwarden_bad_records_total"), total("flowwarden_workloads"),
+      total("flowwarden_state_bytes"))
 PY
 }
 
@@ -178,14 +180,14 @@ GEN_PID=$!
 python3 "$OUT/writer.py" "$OUT/logs" "$RATE" "$ROTATE" "$KEEP" "$DURATION_S" "$OUT/written" < "$OUT/gen.fifo" &
 WRITER_PID=$!
 
-echo "elapsed_s,rss_kb,fds,records,written,workloads" > "$OUT/samples.csv"
+echo "elapsed_s,rss_kb,fds,records,written,workloads,state_bytes" > "$OUT/samples.csv"
 sample() {
   local elapsed=$1 rss fds rec written
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$DAEMON/status" 2>/dev/null || echo 0)
   fds=$(ls "/proc/$DAEMON/fd" 2>/dev/null | wc -l)
-  read -r rec bad workloads < <(scrape)
+  read -r rec bad workloads state < <(scrape)
   written=$(cut -d' ' -f1 "$OUT/written" 2>/dev/null || echo 0)
-  echo "$elapsed,$rss,$fds,$(( rec + bad )),$written,$workloads" >> "$OUT/samples.csv"
+  echo "$elapsed,$rss,$fds,$(( rec + bad )),$written,$workloads,$state" >> "$OUT/samples.csv"
 }
 START=$(date +%s)
 while kill -0 "$WRITER_PID" 2>/dev/null; do
@@ -245,7 +247,9 @@ for line in open(os.path.join(out, "daemon.log"), errors="replace"):
     except ValueError:
         continue
     if v.get("fields", {}).get("message") == "flowwarden stopped":
-        raised = v["fields"].get("alerts")
+        # Provisional (fast-path) alerts are delivered too and counted apart.
+        f = v["fields"]
+        raised = None if f.get("alerts") is None else f["alerts"] + f.get("early_alerts", 0)
 try:
     delivered = sum(1 for _ in open(os.path.join(out, "alerts.jsonl")))
 except OSError:

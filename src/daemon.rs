@@ -446,6 +446,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         late = stats.late_records,
         windows = stats.windows_closed,
         alerts = stats.alerts,
+        early_alerts = stats.early_alerts,
         sink_errors = out.sink_errors,
         "flowwarden stopped"
     );

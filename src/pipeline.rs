@@ -220,6 +220,9 @@ pub struct Pipeline {
     alerts: AlertBook,
     policy: crate::policy_insight::PolicyLedger,
     expire_after_s: i64,
+    /// The idle expiry ran during this batch's window closes; names and free memory follow once
+    /// its windows are closed.
+    idle_pass_due: bool,
     clock: Option<WindowClock>,
     /// Records held back until `auto` has seen enough spans.
     pending: Vec<(u64, FlowRecord)>,
@@ -285,6 +288,7 @@ impl Pipeline {
             policy: crate::policy_insight::PolicyLedger::new(&cfg.detect.policy_drift),
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
+            idle_pass_due: false,
             clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
             pending: Vec::new(),
             stats: RunStats::default(),
@@ -1083,6 +1087,15 @@ impl Pipeline {
                 self.early_last.retain(|_, w| *w + horizon >= last);
             }
         }
+        // Names and free memory go once per batch at most, after its windows closed: a replayed
+        // capture closes thousands of sparse windows per batch, and collecting the open windows'
+        // workloads and trimming the heap at every 256th of them cost a fifth of the run.
+        if std::mem::take(&mut self.idle_pass_due) {
+            if self.score_refs.is_none() {
+                self.forget_idle_names();
+            }
+            crate::limits::release_free_memory();
+        }
         alerts
     }
 
@@ -1091,11 +1104,16 @@ impl Pipeline {
             return Vec::new();
         };
         let (window_start, window_end) = (clock.start_of(w), clock.start_of(w + 1));
-        let mut items: Vec<(WorkloadId, WindowAggregate)> = Vec::new();
-        for shard in &mut self.shards {
-            if let Some(map) = shard.windows.remove(&w) {
-                items.extend(map);
-            }
+        let maps: Vec<_> = self
+            .shards
+            .iter_mut()
+            .filter_map(|shard| shard.windows.remove(&w))
+            .collect();
+        // Sized once: aggregates are large, and growing the vector shard by shard copied them.
+        let mut items: Vec<(WorkloadId, WindowAggregate)> =
+            Vec::with_capacity(maps.iter().map(|m| m.len()).sum());
+        for map in maps {
+            items.extend(map);
         }
         if let Some(n) = &mut self.open_aggregates {
             *n = n.saturating_sub(items.len());
@@ -1192,10 +1210,7 @@ impl Pipeline {
             self.baselines.expire(horizon_window);
             self.cluster.expire(horizon_window);
             self.policy.expire(horizon);
-            if self.score_refs.is_none() {
-                self.forget_idle_names(items.iter().map(|(id, _)| *id));
-            }
-            crate::limits::release_free_memory();
+            self.idle_pass_due = true;
         }
         findings.extend(self.enforce_budget(w, window_start, window_end));
         findings.sort_by(|a, b| {
@@ -1224,14 +1239,13 @@ impl Pipeline {
 impl Pipeline {
     /// Forgets the names of workloads with no record since the previous pass (see
     /// [`WorkloadRegistry::forget_idle`](crate::flow::WorkloadRegistry::forget_idle)); workloads in an
-    /// open window or the closing one keep theirs whatever their records' age.
-    fn forget_idle_names(&mut self, closing: impl Iterator<Item = WorkloadId>) {
-        let mut live: rustc_hash::FxHashSet<WorkloadId> = self
+    /// open window keep theirs whatever their records' age.
+    fn forget_idle_names(&mut self) {
+        let live: rustc_hash::FxHashSet<WorkloadId> = self
             .shards
             .iter()
             .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
             .collect();
-        live.extend(closing);
         let forgotten =
             crate::flow::WorkloadRegistry::global().forget_idle(|id| live.contains(&id)) as u64;
         if forgotten > 0 {

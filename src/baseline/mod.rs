@@ -360,6 +360,12 @@ pub struct BaselineStore {
     scan_bucket_s: i64,
     /// Baselines holding a [`horizon::ScanHorizon`].
     horizons: AtomicUsize,
+    /// Last sampled bytes per baseline, the store's size then, and estimates since: the budget asks
+    /// at every window close, and sampling a thousand baselines each time cost more than closing
+    /// the sparse windows of a replayed capture.
+    sampled_per_entry: AtomicUsize,
+    sampled_at_len: AtomicUsize,
+    estimates_since_sample: AtomicUsize,
 }
 
 /// Baselines sampled to estimate the bytes of an average one.
@@ -373,6 +379,9 @@ impl BaselineStore {
             cfg,
             scan_bucket_s: 0,
             horizons: AtomicUsize::new(0),
+            sampled_per_entry: AtomicUsize::new(0),
+            sampled_at_len: AtomicUsize::new(0),
+            estimates_since_sample: AtomicUsize::new(0),
         }
     }
 
@@ -590,16 +599,25 @@ impl BaselineStore {
         if n == 0 {
             return 0;
         }
-        let (mut heap, mut sampled) = (0usize, 0usize);
-        for e in self.map.iter().take(SAMPLE) {
-            let b = e.value();
-            heap += b.heap_bytes() - b.horizon.as_ref().map_or(0, |h| h.heap_bytes());
-            sampled += 1;
+        // Re-sample every 64 estimates, or sooner when the store grew or shrank by an eighth.
+        let at = self.sampled_at_len.load(Ordering::Relaxed);
+        let since = self.estimates_since_sample.fetch_add(1, Ordering::Relaxed);
+        let mut per_entry = self.sampled_per_entry.load(Ordering::Relaxed);
+        if per_entry == 0 || since >= 64 || n.abs_diff(at) > at / 8 {
+            let (mut heap, mut sampled) = (0usize, 0usize);
+            for e in self.map.iter().take(SAMPLE) {
+                let b = e.value();
+                heap += b.heap_bytes() - b.horizon.as_ref().map_or(0, |h| h.heap_bytes());
+                sampled += 1;
+            }
+            // Tables double when they grow: count a slot twice (see `limits::SLOT_SLACK`).
+            let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 2;
+            // Allocator overhead: about 16 bytes per heap block, a few blocks per baseline.
+            per_entry = slot + heap / sampled.max(1) + 48;
+            self.sampled_per_entry.store(per_entry, Ordering::Relaxed);
+            self.sampled_at_len.store(n, Ordering::Relaxed);
+            self.estimates_since_sample.store(0, Ordering::Relaxed);
         }
-        // Tables double when they grow: count a slot twice (see `limits::SLOT_SLACK`).
-        let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 2;
-        // Allocator overhead: about 16 bytes per heap block, a few blocks per baseline.
-        let per_entry = slot + heap / sampled.max(1) + 48;
         n * per_entry + self.horizons.load(Ordering::Relaxed) * HORIZON_ESTIMATE
     }
 
