@@ -223,6 +223,9 @@ pub struct Pipeline {
     /// The idle expiry ran during this batch's window closes; names and free memory follow once
     /// its windows are closed.
     idle_pass_due: bool,
+    /// Aggregate on the calling thread: set while `push_overlapped` ingests a chunk (the other
+    /// threads are decoding ahead; spawning per chunk would cost more than it saves).
+    aggregate_inline: bool,
     clock: Option<WindowClock>,
     /// Records held back until `auto` has seen enough spans.
     pending: Vec<(u64, FlowRecord)>,
@@ -289,6 +292,7 @@ impl Pipeline {
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
             idle_pass_due: false,
+            aggregate_inline: false,
             clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
             pending: Vec::new(),
             stats: RunStats::default(),
@@ -592,11 +596,30 @@ impl Pipeline {
 
     /// Processes one batch; returns the alerts of the windows it closed.
     pub fn push(&mut self, batch: &LineBatch) -> anyhow::Result<Vec<Alert>> {
+        if self.threads > 1 && batch.len() >= 2 * OVERLAP_CHUNK && self.clock.is_some() {
+            return self.push_overlapped(batch);
+        }
         let started = Instant::now();
+        let first_line = self.next_line;
         self.decode(batch);
-        let mut decoded = std::mem::take(&mut self.decoded);
+        let decoded = std::mem::take(&mut self.decoded);
+        self.stage_times.decode += started.elapsed();
+        let alerts = self.process_decoded(batch, first_line, decoded);
+        self.idle_pass_if_due();
+        alerts
+    }
+
+    /// Counts and dead-letters what did not decode, then ingests the records: the sequential part
+    /// of a batch (or of one chunk of it). `first_line` is the line number of `batch`'s first line.
+    fn process_decoded(
+        &mut self,
+        batch: &LineBatch,
+        first_line: u64,
+        mut decoded: Vec<Decoded>,
+    ) -> anyhow::Result<Vec<Alert>> {
+        let started = Instant::now();
         let mut fresh: Vec<(u64, FlowRecord)> = Vec::with_capacity(decoded.len());
-        for (i, d) in decoded.drain(..).enumerate() {
+        for d in decoded.drain(..) {
             match d.result {
                 Ok(rec) => {
                     self.stats.records += 1;
@@ -604,6 +627,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     self.stats.bad_records += 1;
+                    let i = (d.line - first_line) as usize;
                     let pos = batch.position(i);
                     if let Some(dl) = &mut self.dead_letters {
                         let reason = match batch.lines[i].truncated_len {
@@ -615,7 +639,9 @@ impl Pipeline {
                 }
             }
         }
-        self.decoded = decoded;
+        if self.decoded.capacity() < decoded.capacity() {
+            self.decoded = decoded;
+        }
         self.stage_times.decode += started.elapsed();
         if self.clock.is_none() {
             self.pending.extend(fresh);
@@ -626,18 +652,111 @@ impl Pipeline {
             fresh = std::mem::take(&mut self.pending);
         }
         let alerts = self.ingest(fresh)?;
-        self.remember_held_origins(batch);
-        self.dead_letter_rejected(Some(batch))?;
+        self.remember_held_origins(batch, first_line);
+        self.dead_letter_rejected(Some((batch, first_line)))?;
         Ok(alerts)
+    }
+
+    /// A large batch on several threads, decoding overlapped with the sequential work: the batch is
+    /// cut into chunks of [`OVERLAP_CHUNK`] lines that helper threads decode ahead while this thread
+    /// ingests the decoded chunks in input order (assign, aggregate, window closes), decoding a chunk
+    /// itself whenever the next one is not ready. Decoding one batch on every thread and then
+    /// ingesting it on one left the other cores idle for the sequential part (a fifth to a half of
+    /// the work). Chunks are ingested in line order and windows close on the event-time frontier,
+    /// so the alerts are those of any other batching.
+    fn push_overlapped(&mut self, batch: &LineBatch) -> anyhow::Result<Vec<Alert>> {
+        let n = batch.len();
+        let first_line = self.next_line;
+        self.next_line += n as u64;
+        let chunks = n.div_ceil(OVERLAP_CHUNK);
+        let decode_chunk = |dec: &mut Decoder, c: usize| -> Vec<Decoded> {
+            let lo = c * OVERLAP_CHUNK;
+            let hi = (lo + OVERLAP_CHUNK).min(n);
+            (lo..hi)
+                .map(|i| Decoded {
+                    line: first_line + i as u64,
+                    result: decode_line(dec, batch, i),
+                })
+                .collect()
+        };
+        let mut own = self.shards[0].decoder.take().unwrap_or_default();
+        let helpers: Vec<Decoder> = self.shards[1..]
+            .iter_mut()
+            .map(|s| s.decoder.take().unwrap_or_default())
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut alerts = Vec::new();
+        let mut outcome = Ok(());
+        self.aggregate_inline = true;
+        let returned: Vec<Decoder> = std::thread::scope(|sc| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Decoded>)>();
+            let handles: Vec<_> = helpers
+                .into_iter()
+                .map(|mut dec| {
+                    let (tx, next, decode_chunk) = (tx.clone(), &next, &decode_chunk);
+                    sc.spawn(move || {
+                        loop {
+                            let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if c >= chunks || tx.send((c, decode_chunk(&mut dec, c))).is_err() {
+                                break;
+                            }
+                        }
+                        dec
+                    })
+                })
+                .collect();
+            drop(tx);
+            let mut ready: BTreeMap<usize, Vec<Decoded>> = BTreeMap::new();
+            for c in 0..chunks {
+                let waited = Instant::now();
+                let decoded = loop {
+                    while let Ok((k, d)) = rx.try_recv() {
+                        ready.insert(k, d);
+                    }
+                    if let Some(d) = ready.remove(&c) {
+                        break d;
+                    }
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k < chunks {
+                        ready.insert(k, decode_chunk(&mut own, k));
+                    } else if let Ok((k, d)) = rx.recv() {
+                        ready.insert(k, d);
+                    } else {
+                        // Every helper is gone (one panicked): its chunk never comes.
+                        break Vec::new();
+                    }
+                };
+                self.stage_times.decode += waited.elapsed();
+                if outcome.is_ok() {
+                    match self.process_decoded(batch, first_line, decoded) {
+                        Ok(a) => alerts.extend(a),
+                        Err(e) => outcome = Err(e),
+                    }
+                }
+            }
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(dec) => dec,
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect()
+        });
+        self.aggregate_inline = false;
+        self.shards[0].decoder = Some(own);
+        for (shard, dec) in self.shards[1..].iter_mut().zip(returned) {
+            shard.decoder = Some(dec);
+        }
+        self.idle_pass_if_due();
+        outcome.map(|()| alerts)
     }
 
     /// Keeps the position and text of the future-dated records `batch` brought, for their dead
     /// letters should the input never follow them.
-    fn remember_held_origins(&mut self, batch: &LineBatch) {
+    fn remember_held_origins(&mut self, batch: &LineBatch, first: u64) {
         if self.dead_letters.is_none() {
             return;
         }
-        let first = self.next_line - batch.len() as u64;
         for h in self.future_held.iter_mut().rev() {
             if h.line < first {
                 break;
@@ -651,12 +770,15 @@ impl Pipeline {
 
     /// Dead-letters the records the clock rejected in the last ingest (future or stale), with the
     /// raw line when it is in `batch` (records held back for `auto` only keep their position).
-    fn dead_letter_rejected(&mut self, batch: Option<&LineBatch>) -> anyhow::Result<()> {
+    fn dead_letter_rejected(&mut self, batch: Option<(&LineBatch, u64)>) -> anyhow::Result<()> {
         let rejected = std::mem::take(&mut self.rejected);
         let Some(dl) = &mut self.dead_letters else {
             return Ok(());
         };
-        let first = self.next_line - batch.map_or(0, |b| b.len() as u64);
+        let (batch, first) = match batch {
+            Some((b, first)) => (Some(b), first),
+            None => (None, self.next_line),
+        };
         for (line, why, origin) in rejected {
             if let Some((pos, raw)) = origin {
                 dl.send(&DeadLetter::new(pos, why.to_string(), &raw))?;
@@ -990,7 +1112,7 @@ impl Pipeline {
         };
         // Spawning costs more than folding a small batch (the low-latency case: a followed file
         // or Kafka delivering a few hundred lines at a time).
-        if self.threads == 1 || records.len() < PARALLEL_AGGREGATE_MIN {
+        if self.threads == 1 || records.len() < PARALLEL_AGGREGATE_MIN || self.aggregate_inline {
             let mut hits = Vec::new();
             for (s, shard) in self.shards.iter_mut().enumerate() {
                 hits.extend(work(s, shard));
@@ -1087,16 +1209,21 @@ impl Pipeline {
                 self.early_last.retain(|_, w| *w + horizon >= last);
             }
         }
-        // Names and free memory go once per batch at most, after its windows closed: a replayed
-        // capture closes thousands of sparse windows per batch, and collecting the open windows'
-        // workloads and trimming the heap at every 256th of them cost a fifth of the run.
+        alerts
+    }
+
+    /// Forgets idle names and gives free memory back if the idle expiry ran during this batch. Once
+    /// per batch at most, at its end: a replayed capture closes thousands of sparse windows per
+    /// batch, and doing it at every 256th of them cost a fifth of the run; and only at the end is
+    /// every decoded record of the batch in a window (an overlapped batch has records decoded and
+    /// not yet ingested until then, whose names must stay).
+    fn idle_pass_if_due(&mut self) {
         if std::mem::take(&mut self.idle_pass_due) {
             if self.score_refs.is_none() {
                 self.forget_idle_names();
             }
             crate::limits::release_free_memory();
         }
-        alerts
     }
 
     fn close_window(&mut self, w: i64) -> Vec<Alert> {
@@ -1239,12 +1366,20 @@ impl Pipeline {
 impl Pipeline {
     /// Forgets the names of workloads with no record since the previous pass (see
     /// [`WorkloadRegistry::forget_idle`](crate::flow::WorkloadRegistry::forget_idle)); workloads in an
-    /// open window keep theirs whatever their records' age.
+    /// open window, or with a record held back (future-dated, or waiting for `auto`), keep theirs
+    /// whatever their records' age: names make alert ids.
     fn forget_idle_names(&mut self) {
+        let held = self
+            .future_held
+            .iter()
+            .map(|h| &h.rec)
+            .chain(self.pending.iter().map(|(_, r)| r))
+            .flat_map(|r| [r.src.id, r.dst.id]);
         let live: rustc_hash::FxHashSet<WorkloadId> = self
             .shards
             .iter()
             .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
+            .chain(held)
             .collect();
         let forgotten =
             crate::flow::WorkloadRegistry::global().forget_idle(|id| live.contains(&id)) as u64;
@@ -1321,6 +1456,10 @@ pub fn group_of(id: WorkloadId, info: &crate::flow::WorkloadInfo) -> WorkloadId 
 /// Idle expiry (baselines, cluster tables, policy flows, workload names) runs every this many
 /// closed windows.
 const EXPIRY_EVERY_WINDOWS: u64 = 256;
+
+/// Lines per chunk of an overlapped batch (see `Pipeline::push_overlapped`): small enough that the
+/// helpers stay ahead, large enough that handing chunks over costs little.
+const OVERLAP_CHUNK: usize = 512;
 
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;

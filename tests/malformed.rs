@@ -88,6 +88,11 @@ fn flowwarden(dir: &Path, args: &[&str]) -> (i32, String) {
 /// Writes `lines` (each followed by `\n`) to `dir/name`, replays it and checks exit code, summary and
 /// dead letters line by line.
 fn replay_and_check(dir: &Path, name: &str, lines: &[Line]) {
+    replay_and_check_with(dir, name, lines, &[]);
+}
+
+/// [`replay_and_check`] with more arguments for `replay`.
+fn replay_and_check_with(dir: &Path, name: &str, lines: &[Line], extra: &[&str]) {
     let mut data = Vec::new();
     let mut offsets = Vec::with_capacity(lines.len());
     for l in lines {
@@ -111,7 +116,11 @@ fn replay_and_check(dir: &Path, name: &str, lines: &[Line]) {
             "summary.json",
             "--log-format",
             "json",
-        ],
+        ]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     assert_eq!(code, 0, "replay of {name} exited {code}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -228,6 +237,32 @@ fn every_kind_of_bad_line_is_dead_lettered_at_its_position() {
         good(1_750_000_145),
     ]);
     replay_and_check(dir.path(), "mixed.jsonl", &lines);
+}
+
+/// Batches of 1,500 lines on two threads: after the first batch (which picks the window length),
+/// each is decoded in chunks ahead of the thread that ingests them; bad lines in every chunk still
+/// come out once each, in order, at their own position.
+#[test]
+fn bad_lines_in_overlapped_chunks_keep_their_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("batches.toml"),
+        "[input]\nbatch_lines = 1500\n",
+    )
+    .expect("config");
+    let lines: Vec<Line> = (0..6000u64)
+        .map(|i| match i % 97 {
+            13 => bad(random_bytes(i, 40 + (i % 50) as usize), "invalid record"),
+            71 => bad(r#"{"start_time":1750000000,"bytes_in":"x"}"#, "bytes_in"),
+            _ => good(1_750_000_000 + (i / 20) as i64),
+        })
+        .collect();
+    replay_and_check_with(
+        dir.path(),
+        "chunks.jsonl",
+        &lines,
+        &["--config", "batches.toml"],
+    );
 }
 
 #[test]
