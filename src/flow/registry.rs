@@ -215,20 +215,7 @@ impl WorkloadRegistry {
 
     /// Drops every entry `keep` says no to; returns how many were dropped.
     pub fn evict(&self, keep: impl Fn(WorkloadId, &WorkloadInfo) -> bool) -> usize {
-        let (mut dropped, mut freed) = (0usize, 0usize);
-        self.map.retain(|id, slot| {
-            let k = keep(*id, &slot.info);
-            if !k {
-                dropped += 1;
-                freed += slot.info.entry_bytes();
-            }
-            k
-        });
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(freed))
-            });
+        let dropped = self.retain(|id, slot| keep(id, &slot.info));
         if dropped > 0 {
             self.generation.fetch_add(1, Ordering::Release);
         }
@@ -238,18 +225,30 @@ impl WorkloadRegistry {
     }
 
     /// The idle pass: drops the names no decoder registered during the last two generations unless
-    /// `keep` says otherwise (two, so a record decoded just before the previous pass, whose window
-    /// has not closed yet, keeps its name; and so another pipeline in the same process, as in tests,
-    /// does not take names from under one mid-batch), then starts a new generation (every decoder forgets what it registered, so
-    /// each workload still active registers, and so keeps, its name with its next record). Deploy
-    /// churn mints pod names for ever (`frontend-7d9c8b6f4-*`, then `frontend-5f6b9c7d8-*`), so
-    /// names kept while anything refers to their group would grow memory without end. Shrinks the
-    /// table when mostly empty. Returns how many names went.
+    /// `keep` says otherwise, then starts a new generation: every decoder forgets what it
+    /// registered, so each workload still active registers, and so keeps, its name with its next
+    /// record. Two generations, so a record decoded just before the previous pass, whose window has
+    /// not closed yet, keeps its name, and so another pipeline in the same process (as in tests)
+    /// does not take names from under one mid-batch. Deploy churn mints pod names for ever
+    /// (`frontend-7d9c8b6f4-*`, then `frontend-5f6b9c7d8-*`), so names kept while anything refers
+    /// to their group would grow memory without end. Shrinks the table when mostly empty. Returns
+    /// how many names went.
     pub fn forget_idle(&self, keep: impl Fn(WorkloadId) -> bool) -> usize {
         let current = self.generation();
+        let dropped =
+            self.retain(|id, slot| slot.touched.load(Ordering::Relaxed) + 1 >= current || keep(id));
+        self.generation.fetch_add(1, Ordering::Release);
+        if self.map.len() * 4 < self.map.capacity() {
+            self.map.shrink_to_fit();
+        }
+        dropped
+    }
+
+    /// Keeps the entries `keep` says yes to, keeping the byte count right; returns how many went.
+    fn retain(&self, keep: impl Fn(WorkloadId, &Slot) -> bool) -> usize {
         let (mut dropped, mut freed) = (0usize, 0usize);
         self.map.retain(|id, slot| {
-            let k = slot.touched.load(Ordering::Relaxed) + 1 >= current || keep(*id);
+            let k = keep(*id, slot);
             if !k {
                 dropped += 1;
                 freed += slot.info.entry_bytes();
@@ -261,10 +260,6 @@ impl WorkloadRegistry {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(freed))
             });
-        self.generation.fetch_add(1, Ordering::Release);
-        if self.map.len() * 4 < self.map.capacity() {
-            self.map.shrink_to_fit();
-        }
         dropped
     }
 
