@@ -226,6 +226,8 @@ pub struct Pipeline {
     /// Aggregate on the calling thread: set while `push_overlapped` ingests a chunk (the other
     /// threads are decoding ahead; spawning per chunk would cost more than it saves).
     aggregate_inline: bool,
+    /// Highest estimated state since memory was last given back (see `idle_pass_if_due`).
+    state_peak_since_trim: u64,
     clock: Option<WindowClock>,
     /// Records held back until `auto` has seen enough spans.
     pending: Vec<(u64, FlowRecord)>,
@@ -293,6 +295,7 @@ impl Pipeline {
                 .unwrap_or(7 * 86400),
             idle_pass_due: false,
             aggregate_inline: false,
+            state_peak_since_trim: 0,
             clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
             pending: Vec::new(),
             stats: RunStats::default(),
@@ -1222,7 +1225,14 @@ impl Pipeline {
             if self.score_refs.is_none() {
                 self.forget_idle_names();
             }
-            crate::limits::release_free_memory();
+            // Only when the state shrank by an eighth since its peak (a flood or a scan expired):
+            // trimming at every pass returned pages the next batches took straight back, so RSS
+            // dipped and refilled instead of staying flat.
+            let now = self.stats.state_bytes;
+            if now.saturating_mul(8) < self.state_peak_since_trim.saturating_mul(7) {
+                crate::limits::release_free_memory();
+                self.state_peak_since_trim = now;
+            }
         }
     }
 
@@ -1430,6 +1440,7 @@ impl Pipeline {
             }
         }
         self.stats.state_bytes = report.state_bytes as u64;
+        self.state_peak_since_trim = self.state_peak_since_trim.max(self.stats.state_bytes);
         report.finding
     }
 }
