@@ -544,11 +544,7 @@ impl Pipeline {
     pub fn stats(&self) -> RunStats {
         let mut s = self.stats.clone();
         s.workloads = crate::flow::WorkloadRegistry::global().len() as u64;
-        let open_aggregates: usize = self
-            .shards
-            .iter()
-            .flat_map(|sh| sh.windows.values().map(|m| m.len()))
-            .sum();
+        let open_aggregates = open_aggregate_count(&self.shards);
         s.state_entries = [
             ("baselines", self.baselines.len()),
             ("workload_names", s.workloads as usize),
@@ -1385,12 +1381,8 @@ impl Pipeline {
             .map(|h| &h.rec)
             .chain(self.pending.iter().map(|(_, r)| r))
             .flat_map(|r| [r.src.id, r.dst.id]);
-        let live: rustc_hash::FxHashSet<WorkloadId> = self
-            .shards
-            .iter()
-            .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
-            .chain(held)
-            .collect();
+        let live: rustc_hash::FxHashSet<WorkloadId> =
+            open_workloads(&self.shards).chain(held).collect();
         let forgotten =
             crate::flow::WorkloadRegistry::global().forget_idle(|id| live.contains(&id)) as u64;
         if forgotten > 0 {
@@ -1406,12 +1398,7 @@ impl Pipeline {
     /// returns the `cardinality_flood` finding if the window had one.
     fn enforce_budget(&mut self, w: i64, window_start: i64, window_end: i64) -> Option<Finding> {
         let shards = &self.shards;
-        let open_ids = || {
-            shards
-                .iter()
-                .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
-                .collect()
-        };
+        let open_ids = || open_workloads(shards).collect();
         let fixed = crate::limits::cluster_bytes(&self.cluster)
             + crate::limits::decoder_cache_bytes(self.threads)
             + self.alerts.estimated_bytes();
@@ -1421,12 +1408,9 @@ impl Pipeline {
             window_end,
             crate::limits::StateView {
                 baselines: &self.baselines,
-                open_aggregates: *self.open_aggregates.get_or_insert_with(|| {
-                    shards
-                        .iter()
-                        .flat_map(|s| s.windows.values().map(|m| m.len()))
-                        .sum()
-                }),
+                open_aggregates: *self
+                    .open_aggregates
+                    .get_or_insert_with(|| open_aggregate_count(shards)),
                 fixed_bytes: fixed,
                 open_ids: &open_ids,
             },
@@ -1443,6 +1427,21 @@ impl Pipeline {
         self.state_peak_since_trim = self.state_peak_since_trim.max(self.stats.state_bytes);
         report.finding
     }
+}
+
+/// Workloads with an aggregate in an open window, on any shard.
+fn open_workloads(shards: &[Shard]) -> impl Iterator<Item = WorkloadId> + '_ {
+    shards
+        .iter()
+        .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
+}
+
+/// Aggregates held in open windows, over every shard.
+fn open_aggregate_count(shards: &[Shard]) -> usize {
+    shards
+        .iter()
+        .flat_map(|s| s.windows.values().map(|m| m.len()))
+        .sum()
 }
 
 /// The baseline group of a registered workload, as the decoder derives it: pods without their
