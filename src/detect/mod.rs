@@ -97,6 +97,12 @@ impl DetectContext<'_> {
     pub fn is_warm(&self, b: Option<&Baseline>) -> bool {
         b.is_some_and(|b| b.windows_seen >= self.warmup_windows)
     }
+
+    /// Whether a count-against-threshold ratio is too weak to report: under the threshold, and (in
+    /// soft scoring for `--scores`) under a fifth of it too.
+    pub fn below_report(&self, ratio: f64) -> bool {
+        ratio < 1.0 && !(self.soft && ratio >= 0.2)
+    }
 }
 
 /// A detector.

@@ -94,7 +94,7 @@ impl Detector for PortScan {
         } else {
             "distinct_dest_ports"
         };
-        if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
+        if ctx.below_report(ratio) {
             return;
         }
         out.push(Finding {

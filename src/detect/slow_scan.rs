@@ -122,7 +122,7 @@ impl Detector for SlowScan {
             return;
         };
         let ratio = observed as f64 / threshold as f64;
-        if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
+        if ctx.below_report(ratio) {
             return;
         }
         out.push(Finding {

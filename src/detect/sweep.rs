@@ -93,7 +93,7 @@ impl Detector for IpSweep {
         } else {
             "distinct_dest_hosts"
         };
-        if ratio < 1.0 && !(ctx.soft && ratio >= 0.2) {
+        if ctx.below_report(ratio) {
             return;
         }
         out.push(Finding {
