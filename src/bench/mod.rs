@@ -125,6 +125,18 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// `p50 1.2 ms, p99 7.7 ms, p99.9 188.0 ms, max 281.3 ms`.
+    pub fn in_ms(&self) -> String {
+        let ms = |us: u64| us as f64 / 1e3;
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max)
+        )
+    }
+
     fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Percentiles::default();

@@ -74,7 +74,6 @@ pub fn run(a: LatencyArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let l = &report.latency_us;
         println!(
             "via {}: {} records at {:.0}/s (target {}), {} scans, {} early alerts",
             report.via,
@@ -84,21 +83,11 @@ pub fn run(a: LatencyArgs) -> anyhow::Result<()> {
             report.scans,
             report.scans_alerted
         );
-        println!(
-            "record-to-alert: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
-            l.p50 as f64 / 1e3,
-            l.p99 as f64 / 1e3,
-            l.p999 as f64 / 1e3,
-            l.max as f64 / 1e3
-        );
+        println!("record-to-alert: {}", report.latency_us.in_ms());
         if report.via == "kafka" {
-            let h = &report.from_handover_us;
             println!(
-                "from hand-over to the producer: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
-                h.p50 as f64 / 1e3,
-                h.p99 as f64 / 1e3,
-                h.p999 as f64 / 1e3,
-                h.max as f64 / 1e3
+                "from hand-over to the producer: {}",
+                report.from_handover_us.in_ms()
             );
         }
         if report.other_early_alerts > 0 {
