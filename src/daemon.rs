@@ -288,6 +288,7 @@ pub fn run(cfg_path: Option<PathBuf>, cfg: Config, signals: Signals) -> anyhow::
         PipelineOptions {
             threads,
             scores: false,
+            keep_names: false,
         },
     )?;
     let resume = match cfg.checkpoint.file() {

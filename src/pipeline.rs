@@ -148,9 +148,11 @@ pub const SNAPSHOT_VERSION: u32 = 3;
 pub struct PipelineOptions {
     /// Worker threads (1 = everything on the caller's thread).
     pub threads: usize,
-    /// Keep per-record scores (`replay --scores`, `eval`). Such offline runs report on the whole
-    /// input, so they also keep every workload name seen (idle ones are not forgotten).
+    /// Keep per-record scores (`replay --scores`, `eval`).
     pub scores: bool,
+    /// Keep every workload name seen instead of forgetting idle ones: offline runs that report on
+    /// the whole input (`eval`, `replay --scores`) count and name every workload they saw.
+    pub keep_names: bool,
 }
 
 impl Default for PipelineOptions {
@@ -158,6 +160,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             threads: 1,
             scores: false,
+            keep_names: false,
         }
     }
 }
@@ -223,6 +226,8 @@ pub struct Pipeline {
     /// The idle expiry ran during this batch's window closes; names and free memory follow once
     /// its windows are closed.
     idle_pass_due: bool,
+    /// See [`PipelineOptions::keep_names`].
+    keep_names: bool,
     /// Aggregate on the calling thread: set while `push_overlapped` ingests a chunk (the other
     /// threads are decoding ahead; spawning per chunk would cost more than it saves).
     aggregate_inline: bool,
@@ -294,6 +299,7 @@ impl Pipeline {
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
             idle_pass_due: false,
+            keep_names: opts.keep_names,
             aggregate_inline: false,
             state_peak_since_trim: 0,
             clock: fixed.map(|len| WindowClock::new(len, lateness).with_bounds(skew, stale)),
@@ -1218,7 +1224,7 @@ impl Pipeline {
     /// not yet ingested until then, whose names must stay).
     fn idle_pass_if_due(&mut self) {
         if std::mem::take(&mut self.idle_pass_due) {
-            if self.score_refs.is_none() {
+            if !self.keep_names {
                 self.forget_idle_names();
             }
             // Only when the state shrank by an eighth since its peak (a flood or a scan expired):

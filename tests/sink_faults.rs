@@ -123,6 +123,17 @@ fn log_events(log: &str, message: &str) -> Vec<serde_json::Value> {
 }
 
 /// Records (decoded + rejected) of the final "flowwarden stopped" line.
+/// Starts the daemon again on `config` and checks it resumed from a checkpoint covering `records`.
+fn assert_restart_resumes_at(config: &Path, dir: &Path, port: u16, records: u64) {
+    let mut again = Daemon::start(config, &dir.join("again.log"), port);
+    again.wait_healthy();
+    again.wait_log("resumed from checkpoint");
+    let resumed = log_events(&again.log_text(), "resumed from checkpoint");
+    assert_eq!(resumed[0]["records"].as_u64(), Some(records));
+    again.signal("TERM");
+    assert!(again.wait_exit().success(), "{}", again.log_text());
+}
+
 fn stopped_records(log: &str) -> u64 {
     let e = log_events(log, "flowwarden stopped");
     let last = e.last().unwrap_or_else(|| panic!("no final stats:\n{log}"));
@@ -432,13 +443,7 @@ fn an_unwritable_checkpoint_directory_is_counted_and_retried_while_the_daemon_ru
     drop(d);
 
     // The last checkpoint covers everything: a restart resumes at the full count.
-    let mut again = Daemon::start(&cfg_path, &dir.path().join("again.log"), port);
-    again.wait_healthy();
-    again.wait_log("resumed from checkpoint");
-    let resumed = log_events(&again.log_text(), "resumed from checkpoint");
-    assert_eq!(resumed[0]["records"].as_u64(), Some(total as u64));
-    again.signal("TERM");
-    assert!(again.wait_exit().success(), "{}", again.log_text());
+    assert_restart_resumes_at(&cfg_path, dir.path(), port, total as u64);
 }
 
 #[test]
@@ -669,13 +674,7 @@ fn full_disk(under: FullUnder) {
     drop(d);
     if under == FullUnder::Checkpoints {
         // The last checkpoint, written after the space came back, covers every record.
-        let mut again = Daemon::start(&cfg_path, &dir.path().join("again.log"), port);
-        again.wait_healthy();
-        again.wait_log("resumed from checkpoint");
-        let resumed = log_events(&again.log_text(), "resumed from checkpoint");
-        assert_eq!(resumed[0]["records"].as_u64(), Some(total as u64));
-        again.signal("TERM");
-        assert!(again.wait_exit().success(), "{}", again.log_text());
+        assert_restart_resumes_at(&cfg_path, dir.path(), port, total as u64);
     }
 }
 

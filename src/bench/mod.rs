@@ -231,6 +231,7 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
         PipelineOptions {
             threads,
             scores: false,
+            keep_names: false,
         },
     )?;
     let mut batch_hist = new_histogram();

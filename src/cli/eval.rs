@@ -63,6 +63,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let opts = PipelineOptions {
         threads: cfg.effective_threads(a.threads),
         scores: true,
+        keep_names: true,
     };
     let outcome = super::replay::run_pipeline(
         &cfg,

@@ -70,6 +70,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     let opts = PipelineOptions {
         threads,
         scores: a.scores.is_some(),
+        keep_names: a.scores.is_some(),
     };
     let mut response = match &a.actions {
         Some(path) => Some(ResponseStage::new(&cfg.respond, Some(path))?),

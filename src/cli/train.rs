@@ -32,6 +32,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let opts = PipelineOptions {
         threads: cfg.effective_threads(a.threads),
         scores: false,
+        keep_names: false,
     };
     let mut snapshot = None;
     let outcome = crate::cli::replay::run_pipeline_with(

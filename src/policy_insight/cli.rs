@@ -119,6 +119,7 @@ pub fn run_recommend(a: RecommendArgs) -> anyhow::Result<()> {
                 PipelineOptions {
                     threads: cfg.effective_threads(None),
                     scores: false,
+                    keep_names: false,
                 },
                 None,
                 &mut |alert| {
