@@ -6,11 +6,12 @@
 //! About 450k lines: a minute or two in a debug build, a few seconds in release
 //! (`cargo test --release --test benign_week -- --nocapture` prints the figure and every alert).
 
+mod sim_support;
+
 use flowwarden::config::Config;
 use flowwarden::flow::{EndpointType, WorkloadRegistry};
 use flowwarden::pipeline::{Pipeline, PipelineOptions};
 use flowwarden::simulate::{SimConfig, Simulator};
-use flowwarden::source::LineBatch;
 use std::sync::Arc;
 
 /// The bound, counted as `flowwarden eval` counts it: every alert is false here, workloads are the
@@ -36,22 +37,7 @@ fn benign_week_stays_quiet() {
     .expect("default config builds");
     let mut sim = Simulator::try_new(sim_cfg).expect("valid simulation");
     assert!(sim.episodes().is_empty(), "no attacks in a benign week");
-    let source: Arc<str> = Arc::from("benign-week");
-    let (mut out, mut batch) = (Vec::new(), LineBatch::new());
-    let (mut alerts, mut lines) = (Vec::new(), 0u64);
-    loop {
-        out.clear();
-        if !sim.next_window(&mut out, None) {
-            break;
-        }
-        batch.clear();
-        for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            lines += 1;
-            batch.push_line(&source, line, lines, 0);
-        }
-        alerts.extend(pipeline.push(&batch).expect("push"));
-    }
-    alerts.extend(pipeline.finish().expect("finish"));
+    let (alerts, lines) = sim_support::run(&mut pipeline, &mut sim, "benign-week");
     let workloads = WorkloadRegistry::global()
         .snapshot()
         .into_iter()

@@ -6,11 +6,12 @@
 //! three hours of benign history before the attack, so every baseline is warm. Rollouts and benign
 //! surprises are switched off in the attack runs so each run shows one thing.
 
+mod sim_support;
+
 use flowwarden::alert::Alert;
 use flowwarden::config::Config;
 use flowwarden::pipeline::{Pipeline, PipelineOptions};
 use flowwarden::simulate::{AttackKind, AttackSpec, Episode, SimConfig, Simulator};
-use flowwarden::source::LineBatch;
 use std::sync::Arc;
 
 /// Flush interval = window length of the attack runs.
@@ -35,22 +36,7 @@ fn run(sim: SimConfig) -> Run {
         Pipeline::new(Arc::new(cfg), PipelineOptions::default()).expect("default config builds");
     let mut sim = Simulator::try_new(sim).expect("valid simulation");
     let episodes = sim.episodes().to_vec();
-    let source: Arc<str> = Arc::from("simulated");
-    let (mut out, mut batch) = (Vec::new(), LineBatch::new());
-    let (mut alerts, mut lines) = (Vec::new(), 0u64);
-    loop {
-        out.clear();
-        if !sim.next_window(&mut out, None) {
-            break;
-        }
-        batch.clear();
-        for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            lines += 1;
-            batch.push_line(&source, line, lines, 0);
-        }
-        alerts.extend(pipeline.push(&batch).expect("push"));
-    }
-    alerts.extend(pipeline.finish().expect("finish"));
+    let (alerts, _) = sim_support::run(&mut pipeline, &mut sim, "simulated");
     Run {
         alerts,
         episodes,

@@ -14,11 +14,11 @@
 //! `FLOWWARDEN_FLOOD_IDENTITIES=10000000 FLOWWARDEN_FLOOD_STATE_MEMORY=512MiB
 //!  FLOWWARDEN_BIN=target/release/flowwarden cargo test --release --test hostile_state -- --nocapture`).
 
-use flowwarden::alert::Alert;
+mod sim_support;
+
 use flowwarden::config::Config;
 use flowwarden::pipeline::{Pipeline, PipelineOptions};
 use flowwarden::simulate::{AttackKind, AttackSpec, SimConfig, Simulator};
-use flowwarden::source::LineBatch;
 use std::io::{BufRead, BufWriter, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -47,22 +47,7 @@ fn a_slow_scan_is_caught_over_hours_though_no_window_crosses_the_scan_thresholds
     let mut pipeline = Pipeline::new(Arc::new(cfg), PipelineOptions::default()).expect("pipeline");
     let mut sim = Simulator::try_new(sim).expect("simulation");
     let episode = sim.episodes()[0].clone();
-    let source: Arc<str> = Arc::from("slow-scan");
-    let (mut out, mut batch, mut alerts, mut lines) =
-        (Vec::new(), LineBatch::new(), Vec::<Alert>::new(), 0u64);
-    loop {
-        out.clear();
-        if !sim.next_window(&mut out, None) {
-            break;
-        }
-        batch.clear();
-        for line in out.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            lines += 1;
-            batch.push_line(&source, line, lines, 0);
-        }
-        alerts.extend(pipeline.push(&batch).expect("push"));
-    }
-    alerts.extend(pipeline.finish().expect("finish"));
+    let (alerts, _) = sim_support::run(&mut pipeline, &mut sim, "slow-scan");
     for a in &alerts {
         println!(
             "{:>4}w {:<12} {:<28} {}",
