@@ -1,7 +1,10 @@
 //! Fuzz target: one input is one flow-log line. The decoder must return a record or an error for any
 //! bytes, never panic, overflow its stack or hang; `with_raw` (the every-field view) likewise.
+//! The byte scanner must only read lines simd-json reads, and read them the same way.
 #![no_main]
 
+use flowwarden::flow::fields::CalicoFields;
+use flowwarden::flow::scanner::LineScanner;
 use flowwarden::flow::Decoder;
 use libfuzzer_sys::fuzz_target;
 
@@ -15,4 +18,9 @@ fuzz_target!(|line: &[u8]| {
     let _ = dec.with_raw(line, |raw| {
         raw.policies.as_ref().map(|p| p.enforced().len())
     });
+    if let Some(fields) = LineScanner::default().scan(line) {
+        let mut copy = line.to_vec();
+        let tape = simd_json::to_tape(&mut copy).expect("the scanner read a line simd-json rejects");
+        assert_eq!(Some(fields), CalicoFields::scan(&tape.0));
+    }
 });

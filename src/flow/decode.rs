@@ -5,15 +5,17 @@
 //! has already registered (with their group, so the shared registry is touched once per new workload)
 //! and a cache in front of the shared string table.
 //!
-//! Calico lines take the hot path: the tape is walked once into [`CalicoFields`] (no allocation, keys
-//! matched by length). A line the walk is unsure of, a Goldmane line, or a record naming a workload this
-//! thread has not registered yet goes through the full serde view ([`RawFlow`]) instead, which gives
-//! the same record or the same error.
+//! Calico lines take the hot path: [`LineScanner`] reads the line's bytes once into [`CalicoFields`]
+//! (no copy, no allocation, keys matched by length). A line the scanner does not read (escapes,
+//! floats...) is parsed by simd-json and its tape walked into the same fields. A line the walk is
+//! unsure of, a Goldmane line, or a record naming a workload this thread has not registered yet goes
+//! through the full serde view ([`RawFlow`]) instead, which gives the same record or the same error.
 
 use crate::flow::fields::{CalicoFields, PolicySummary};
 use crate::flow::policy::PolicyKind;
 use crate::flow::raw::{Labels, PolicyEntry, RawFlow};
 use crate::flow::registry::{canonical_key, StringTable, WorkloadRegistry};
+use crate::flow::scanner::LineScanner;
 use crate::flow::{
     Action, Endpoint, EndpointType, FlowRecord, Format, Proto, Reporter, TcpStats, WorkloadId,
     WorkloadInfo,
@@ -48,6 +50,7 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
 /// Per-thread decoder.
 pub struct Decoder {
+    scanner: LineScanner,
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
     /// simd-json's tape, kept empty between lines to reuse its allocation.
@@ -83,6 +86,7 @@ impl Decoder {
     /// A decoder that rejects lines longer than `max_line` bytes.
     pub fn new(max_line: usize) -> Self {
         Decoder {
+            scanner: LineScanner::default(),
             scratch: Vec::with_capacity(4096),
             buffers: simd_json::Buffers::new(4096),
             tape: None,
@@ -105,8 +109,15 @@ impl Decoder {
         if line.len() > self.max_line {
             return Err(DecodeError::TooLong(line.len(), self.max_line));
         }
-        check_shape(line)?;
         self.sync_known();
+        // The byte scanner reads what Felix writes; a line it gives up on, or one naming a
+        // workload this thread has not registered, takes the simd-json path below.
+        if let Some(fields) = self.scanner.scan(line) {
+            if let Ok(Some(rec)) = self.calico_record(&fields, None) {
+                return Ok(rec);
+            }
+        }
+        check_shape(line)?;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);

@@ -86,6 +86,28 @@ pub const TCP_FIELDS: [&str; 11] = [
     "tcp_unrecovered_to",
 ];
 
+/// A top-level key the serde view knows: a [`Field`], or an index into [`TCP_FIELDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(Result<Field, usize>);
+
+impl Slot {
+    /// The slot of `key`; `None` for a key the serde view ignores.
+    #[inline]
+    pub fn of(key: &str) -> Option<Slot> {
+        match key.strip_prefix("tcp_") {
+            Some(_) => TCP_FIELDS
+                .iter()
+                .position(|t| *t == key)
+                .map(|k| Slot(Err(k))),
+            None => Field::of(key).map(|f| Slot(Ok(f))),
+        }
+    }
+}
+
+/// The keys of one object already set, for the duplicate check.
+#[derive(Debug, Default)]
+pub struct Seen(u128);
+
 impl<'a> CalicoFields<'a> {
     /// From the full serde view (Calico records; a Goldmane line has its own path).
     pub fn from_raw(raw: &RawFlow<'a>) -> Self {
@@ -157,7 +179,7 @@ impl<'a> CalicoFields<'a> {
             return None;
         };
         let mut f = CalicoFields::default();
-        let mut seen: u128 = 0;
+        let mut seen = Seen::default();
         let mut i = 1;
         for _ in 0..len {
             let Node::String(key) = *tape.get(i)? else {
@@ -168,29 +190,34 @@ impl<'a> CalicoFields<'a> {
             let next = i + node_count(value);
             let v = tape.get(i..next)?;
             i = next;
-            // A tcp_* key is an index into `TCP_FIELDS`, any other known key a `Field`.
-            let slot = match key.strip_prefix("tcp_") {
-                Some(_) => TCP_FIELDS.iter().position(|t| *t == key).map(Err),
-                None => Field::of(key).map(Ok),
-            };
-            let Some(slot) = slot else {
-                continue; // unknown keys are ignored, as serde does
-            };
-            let bit = 1u128
-                << match slot {
-                    Ok(field) => field as u32,
-                    Err(k) => 64 + k as u32,
-                };
-            if seen & bit != 0 {
-                return None; // serde rejects a duplicate field
+            if let Some(slot) = Slot::of(key) {
+                f.put(slot, v, &mut seen)?;
             }
-            seen |= bit;
-            match slot {
-                Ok(field) => f.set(field, v)?,
-                Err(k) => *f.tcp.get_mut(k)? = opt_u64(v)?,
-            }
+            // unknown keys are ignored, as serde does
         }
         Some(f)
+    }
+
+    /// Sets the field `slot` names from its value's nodes; `None` (give up) on a type the serde
+    /// view would reject or read differently, or on a key seen before (serde rejects duplicates).
+    #[inline]
+    pub fn put(&mut self, slot: Slot, v: &[Node<'a>], seen: &mut Seen) -> Option<()> {
+        let bit = 1u128
+            << match slot.0 {
+                Ok(field) => field as u32,
+                Err(k) => 64 + k as u32,
+            };
+        if seen.0 & bit != 0 {
+            return None;
+        }
+        seen.0 |= bit;
+        match slot.0 {
+            Ok(field) => self.set(field, v),
+            Err(k) => {
+                *self.tcp.get_mut(k)? = opt_u64(v)?;
+                Some(())
+            }
+        }
     }
 
     fn set(&mut self, field: Field, v: &[Node<'a>]) -> Option<()> {

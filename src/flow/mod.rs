@@ -10,6 +10,7 @@ pub mod fields;
 pub mod policy;
 pub mod raw;
 pub mod registry;
+pub mod scanner;
 
 pub use decode::{DecodeError, Decoder};
 pub use raw::RawFlow;
