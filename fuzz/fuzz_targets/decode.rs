@@ -7,6 +7,12 @@ use flowwarden::flow::fields::CalicoFields;
 use flowwarden::flow::scanner::LineScanner;
 use flowwarden::flow::Decoder;
 use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+
+thread_local! {
+    // Kept across inputs, so the key order learned from one line meets the next.
+    static SCANNER: RefCell<LineScanner> = RefCell::new(LineScanner::default());
+}
 
 fuzz_target!(|line: &[u8]| {
     // A small limit so the fuzzer also reaches the too-long path.
@@ -18,9 +24,12 @@ fuzz_target!(|line: &[u8]| {
     let _ = dec.with_raw(line, |raw| {
         raw.policies.as_ref().map(|p| p.enforced().len())
     });
-    if let Some(fields) = LineScanner::default().scan(line) {
-        let mut copy = line.to_vec();
-        let tape = simd_json::to_tape(&mut copy).expect("the scanner read a line simd-json rejects");
-        assert_eq!(Some(fields), CalicoFields::scan(&tape.0));
-    }
+    SCANNER.with_borrow_mut(|scanner| {
+        if let Some(fields) = scanner.scan(line) {
+            let mut copy = line.to_vec();
+            let tape =
+                simd_json::to_tape(&mut copy).expect("the scanner read a line simd-json rejects");
+            assert_eq!(Some(fields), CalicoFields::scan(&tape.0));
+        }
+    });
 });

@@ -35,20 +35,68 @@ struct KeyOrder(Vec<ExpectedKey>);
 
 /// A key as it appears in the line, quotes included, and its slot.
 struct ExpectedKey {
-    quoted: Box<[u8]>,
+    /// The quoted key's bytes in little-endian words, zero-padded.
+    words: [u64; KEY_WORDS],
+    len: usize,
     slot: Option<Slot>,
 }
 
 /// Positions [`KeyOrder`] remembers (a Felix line has about 50 keys).
 const KEY_ORDER_CAP: usize = 80;
+/// Words of a remembered key: 32 bytes hold every key the record reads, quotes included.
+const KEY_WORDS: usize = 4;
+
+impl ExpectedKey {
+    fn new(quoted: &[u8], slot: Option<Slot>) -> Option<Self> {
+        let mut words = [0u64; KEY_WORDS];
+        for (word, chunk) in words.iter_mut().zip(quoted.chunks(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.get_mut(..chunk.len())?.copy_from_slice(chunk);
+            *word = u64::from_le_bytes(bytes);
+        }
+        (quoted.len() <= KEY_WORDS * 8).then_some(ExpectedKey {
+            words,
+            len: quoted.len(),
+            slot,
+        })
+    }
+
+    /// Whether `rest` starts with this key: a few word compares, where a slice compare calls
+    /// `memcmp` (6 % of a run on 480 B lines).
+    #[inline]
+    fn starts(&self, rest: &[u8]) -> bool {
+        if rest.len() < self.len.div_ceil(8) * 8 {
+            return false; // too near the end of the line to load whole words: read the string
+        }
+        let mut left = self.len;
+        for (k, expected) in self.words.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let Some(Ok(bytes)) = rest.get(k * 8..k * 8 + 8).map(<[u8; 8]>::try_from) else {
+                return false;
+            };
+            let mask = if left >= 8 {
+                !0
+            } else {
+                (1u64 << (left * 8)) - 1
+            };
+            if (u64::from_le_bytes(bytes) ^ expected) & mask != 0 {
+                return false;
+            }
+            left = left.saturating_sub(8);
+        }
+        true
+    }
+}
 
 impl KeyOrder {
     /// The key at position `n` and its slot: the expected one when the line has it, else read.
     #[inline]
     fn next<'a>(&mut self, c: &mut Cursor<'a>, n: usize) -> Option<Option<Slot>> {
         if let Some(expected) = self.0.get(n) {
-            if c.b.get(c.i..)?.starts_with(&expected.quoted) {
-                c.i += expected.quoted.len();
+            if expected.starts(c.b.get(c.i..)?) {
+                c.i += expected.len;
                 return Some(expected.slot);
             }
         }
@@ -56,12 +104,11 @@ impl KeyOrder {
         let key = c.string()?;
         let slot = Slot::of(key);
         if n <= self.0.len() && n < KEY_ORDER_CAP {
-            let learned = ExpectedKey {
-                quoted: c.b.get(start..c.i)?.into(),
-                slot,
-            };
             self.0.truncate(n);
-            self.0.push(learned);
+            // A key too long to remember ends the order here; the rest of the line reads strings.
+            if let Some(learned) = ExpectedKey::new(c.b.get(start..c.i)?, slot) {
+                self.0.push(learned);
+            }
         }
         Some(slot)
     }
@@ -403,6 +450,7 @@ mod tests {
             r#","unknown":{"a":[1,{"b":[true,false,null]}],"c":-9223372036854775808}"#,
             r#","bytes_in":18446744073709551615,"process_name":"caf\u00e9""#,
             r#","process_name":"café","unknown":"ünïcode""#,
+            r#","an_unknown_key_longer_than_thirty_two_bytes":1,"host":"h""#,
         ] {
             let must_read = !extra.contains("\\u");
             lines.push((format!("{{{BASE}{extra}}}"), must_read));
@@ -415,6 +463,10 @@ mod tests {
             lines.push((format!("{{{longer}{extra}}}"), must_read));
         }
         lines.push(("{}".into(), true));
+        // Keys too near the end of the line to compare whole words.
+        lines.push((r#"{"host":"h"}"#.into(), true));
+        lines.push((r#"{"a":1}"#.into(), true));
+        lines.push((r#"{"a":1,"b":2}"#.into(), true));
         // Each line on a fresh scanner, then all of them in turn and backwards on one scanner, so
         // the key order it learned from one line meets the next.
         for (line, must_read) in &lines {
