@@ -663,7 +663,7 @@ impl Pipeline {
     }
 
     /// A large batch on several threads, decoding overlapped with the sequential work: the batch is
-    /// cut into chunks of [`OVERLAP_CHUNK`] lines that helper threads decode ahead while this thread
+    /// cut into chunks ([`overlap_chunks`]) that helper threads decode ahead while this thread
     /// ingests the decoded chunks in input order (assign, aggregate, window closes), decoding a chunk
     /// itself whenever the next one is not ready. Decoding one batch on every thread and then
     /// ingesting it on one left the other cores idle for the sequential part (a fifth to a half of
@@ -673,10 +673,10 @@ impl Pipeline {
         let n = batch.len();
         let first_line = self.next_line;
         self.next_line += n as u64;
-        let chunks = n.div_ceil(OVERLAP_CHUNK);
+        let bounds = overlap_chunks(n);
+        let chunks = bounds.len();
         let decode_chunk = |dec: &mut Decoder, c: usize| -> Vec<Decoded> {
-            let lo = c * OVERLAP_CHUNK;
-            let hi = (lo + OVERLAP_CHUNK).min(n);
+            let (lo, hi) = bounds.get(c).copied().unwrap_or((n, n));
             (lo..hi)
                 .map(|i| Decoded {
                     line: first_line + i as u64,
@@ -1476,6 +1476,24 @@ const EXPIRY_EVERY_WINDOWS: u64 = 256;
 /// Lines per chunk of an overlapped batch (see `Pipeline::push_overlapped`): small enough that the
 /// helpers stay ahead, large enough that handing chunks over costs little.
 const OVERLAP_CHUNK: usize = 512;
+/// The smallest chunk [`overlap_chunks`] cuts.
+const OVERLAP_CHUNK_MIN: usize = 64;
+
+/// Cuts `n` lines into chunks for [`Pipeline::push_overlapped`]: [`OVERLAP_CHUNK`] lines while a
+/// quarter of what is left is at least that, then a quarter of what is left, down to
+/// [`OVERLAP_CHUNK_MIN`]. The last chunk is ingested after the helpers have run out of work, so
+/// small chunks at the end shorten the time the other cores sit idle at the end of every batch.
+fn overlap_chunks(n: usize) -> Vec<(usize, usize)> {
+    let mut bounds = Vec::with_capacity(n / OVERLAP_CHUNK + 8);
+    let mut lo = 0;
+    while lo < n {
+        let size = ((n - lo) / 4).clamp(OVERLAP_CHUNK_MIN, OVERLAP_CHUNK);
+        let hi = (lo + size).min(n);
+        bounds.push((lo, hi));
+        lo = hi;
+    }
+    bounds
+}
 
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;
@@ -1546,6 +1564,24 @@ mod tests {
         let mut cfg = Config::default();
         cfg.window.length = "60s".into();
         Pipeline::new(Arc::new(cfg), PipelineOptions::default()).expect("pipeline")
+    }
+
+    #[test]
+    fn overlap_chunks_cover_the_batch_in_order_and_shrink_at_its_end() {
+        for n in [0, 1, 63, 64, 1024, 3100, 16384] {
+            let bounds = overlap_chunks(n);
+            let mut next = 0;
+            for &(lo, hi) in &bounds {
+                assert_eq!(lo, next, "{n}: contiguous");
+                assert!(hi > lo && hi - lo <= OVERLAP_CHUNK, "{n}: {lo}..{hi}");
+                next = hi;
+            }
+            assert_eq!(next, n, "{n}: covered");
+        }
+        let bounds = overlap_chunks(16384);
+        assert_eq!(bounds[0], (0, OVERLAP_CHUNK));
+        let (lo, hi) = bounds[bounds.len() - 1];
+        assert!(hi - lo <= OVERLAP_CHUNK_MIN);
     }
 
     #[test]
