@@ -298,8 +298,8 @@ impl Decoder {
         };
         if labels.is_none() {
             // Both ends must be known before anything has a side effect.
-            let known = |d: &mut Self, kind, ns: Option<&str>, name: Option<&str>, ip| {
-                d.is_known(kind, ns.unwrap_or("-"), name.unwrap_or("-"), ip)
+            let known = |d: &mut Self, kind, ns: Option<&str>, name: Option<&str>, ip, labelled| {
+                d.is_known(kind, ns.unwrap_or("-"), name.unwrap_or("-"), ip, labelled)
             };
             if !known(
                 self,
@@ -307,8 +307,15 @@ impl Decoder {
                 f.source_namespace,
                 f.source_name_aggr,
                 f.source_ip,
-            ) || !known(self, dst_kind, f.dest_namespace, f.dest_name_aggr, dst_name)
-            {
+                f.source_labelled,
+            ) || !known(
+                self,
+                dst_kind,
+                f.dest_namespace,
+                f.dest_name_aggr,
+                dst_name,
+                f.dest_labelled,
+            ) {
                 return Ok(None);
             }
         }
@@ -381,13 +388,15 @@ impl Decoder {
         Ok(Some(rec))
     }
 
-    /// Whether this thread registered the endpoint's workload already.
+    /// Whether the endpoint's workload is registered with nothing this record could add: known to
+    /// this thread, or found in the registry (and then remembered by this thread).
     fn is_known(
         &mut self,
         kind: EndpointType,
         namespace: &str,
         name_aggr: &str,
         ip_str: Option<&str>,
+        labelled: bool,
     ) -> bool {
         let key_ip = if kind == EndpointType::Net {
             ip_str
@@ -395,8 +404,22 @@ impl Decoder {
             None
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
-        self.known
-            .contains_key(&WorkloadId::of_key(&self.key_buf).0)
+        let id = WorkloadId::of_key(&self.key_buf);
+        if self.known.contains_key(&id.0) {
+            return true;
+        }
+        // Not in this thread's cache (new to the thread, or the cache started over with more
+        // workloads than it holds): a workload the registry has, and this record cannot add
+        // labels to, needs no full parse.
+        if !WorkloadRegistry::global().touch(id, labelled) {
+            return false;
+        }
+        let group = self.group_of(kind, namespace, name_aggr, id);
+        if self.known.len() >= KNOWN_CAP {
+            self.known.clear();
+        }
+        self.known.insert(id.0, (kind, group));
+        true
     }
 
     /// Interns through this thread's cache.
@@ -873,6 +896,33 @@ mod tests {
         let again = dec.decode(line).expect("decodes");
         assert_eq!(again, rec);
         assert_eq!(reg.key(rec.src.id), "regen/churn-test-5f6d7c8b9-*");
+    }
+
+    #[test]
+    fn a_thread_new_to_a_workload_still_fills_in_labels_the_registry_lacks() {
+        let line = |labels: &str| {
+            format!(
+                r#"{{"start_time":100,"end_time":115,"source_name_aggr":"labels-test-7c9d8f6b5-*","source_namespace":"touch","source_type":"wep","source_labels":{labels},"dest_type":"net","dest_name_aggr":"pub","dest_ip":"9.9.9.9"}}"#
+            )
+        };
+        let reg = WorkloadRegistry::global();
+        // One thread registers the workload from a record without labels...
+        let bare = Decoder::default()
+            .decode(line("null").as_bytes())
+            .expect("decodes");
+        assert!(reg.get(bare.src.id).expect("registered").labels.is_empty());
+        // ...another, which never saw it, gets a record with labels: the registry learns them.
+        let mut other = Decoder::default();
+        let labelled = other
+            .decode(line(r#"{"labels":["app=x"]}"#).as_bytes())
+            .expect("decodes");
+        assert_eq!(labelled, bare);
+        assert_eq!(reg.get(bare.src.id).expect("registered").labels, ["app=x"]);
+        // A third, new to it as well, takes it from the registry, same record.
+        let again = Decoder::default()
+            .decode(line("null").as_bytes())
+            .expect("decodes");
+        assert_eq!(again, bare);
     }
 
     /// Decodes `line` through the hot path (after a first call registered its workloads) and

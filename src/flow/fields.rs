@@ -69,6 +69,10 @@ pub struct CalicoFields<'a> {
     pub nat_outgoing_ports: Option<usize>,
     /// `tcp_*` in [`TCP_FIELDS`] order.
     pub tcp: [Option<u64>; 11],
+    /// Whether `source_labels` / `dest_labels` hold any label (a workload registered without
+    /// labels is registered again from a record that has some).
+    pub source_labelled: bool,
+    pub dest_labelled: bool,
 }
 
 /// The `tcp_*` keys, in the order of [`CalicoFields::tcp`].
@@ -170,6 +174,8 @@ impl<'a> CalicoFields<'a> {
                 r.tcp_lost_packets,
                 r.tcp_unrecovered_to,
             ],
+            source_labelled: !r.source_labels.0.is_empty(),
+            dest_labelled: !r.dest_labels.0.is_empty(),
         }
     }
 
@@ -273,7 +279,8 @@ impl<'a> CalicoFields<'a> {
             | F::NumConnectionsLive => {
                 opt_u64(v)?;
             }
-            F::SourceLabels | F::DestLabels => labels(v)?,
+            F::SourceLabels => self.source_labelled = labels(v)?,
+            F::DestLabels => self.dest_labelled = labels(v)?,
             F::Key => return None, // Goldmane: the serde view handles it
         }
         Some(())
@@ -357,13 +364,15 @@ fn i64_list(v: &[Node<'_>]) -> Option<Option<usize>> {
 }
 
 /// Checks a labels value: null, an array of strings, or an object whose `labels` keys hold null or
-/// an array of strings (other keys ignored). The record does not keep labels: the registry takes
-/// them from the serde view the first time a workload is seen.
-fn labels(v: &[Node<'_>]) -> Option<()> {
+/// an array of strings (other keys ignored; the last `labels` counts, as in serde). Returns whether
+/// there are any labels. The record does not keep labels: the registry takes them from the serde
+/// view the first time a workload is seen.
+fn labels(v: &[Node<'_>]) -> Option<bool> {
     match v.first()? {
-        Node::Static(StaticNode::Null) => Some(()),
-        Node::Array { .. } => str_list(v).map(|_| ()),
+        Node::Static(StaticNode::Null) => Some(false),
+        Node::Array { .. } => str_list(v).map(|l| l.is_some_and(|(n, _)| n > 0)),
         Node::Object { len, .. } => {
+            let mut any = false;
             let mut i = 1;
             for _ in 0..*len {
                 let Node::String(key) = *v.get(i)? else {
@@ -374,14 +383,14 @@ fn labels(v: &[Node<'_>]) -> Option<()> {
                 if key == "labels" {
                     match v.get(i)? {
                         Node::Static(StaticNode::Null) | Node::Array { .. } => {
-                            str_list(v.get(i..next)?)?;
+                            any = str_list(v.get(i..next)?)?.is_some_and(|(n, _)| n > 0);
                         }
                         _ => return None,
                     }
                 }
                 i = next;
             }
-            Some(())
+            Some(any)
         }
         _ => None,
     }

@@ -153,6 +153,20 @@ impl WorkloadRegistry {
         REG.get_or_init(WorkloadRegistry::default)
     }
 
+    /// Marks a registered workload as seen in this generation when registering it again would
+    /// change nothing: it is present, and it has labels or `labelled` is false (a record without
+    /// labels cannot add any). `false` when the caller must [`register`](Self::register) it from
+    /// the full record. Lets a decoder whose own cache forgot a workload stay on its hot path.
+    pub fn touch(&self, id: WorkloadId, labelled: bool) -> bool {
+        match self.map.get(&id) {
+            Some(e) if !labelled || !e.info.labels.is_empty() => {
+                e.touched.store(self.generation(), Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Registers a workload unless known; labels fill in when first seen non-empty. A new workload
     /// is refused (counted, not stored) while the registry is at its capacity.
     pub fn register(&self, id: WorkloadId, make: impl FnOnce() -> WorkloadInfo) {
