@@ -112,11 +112,13 @@ impl Decoder {
         self.sync_known();
         // The byte scanner reads what Felix writes; a line it gives up on, or one naming a
         // workload this thread has not registered, takes the simd-json path below.
-        if let Some(fields) = self.scanner.scan(line) {
-            if let Ok(Some(rec)) = self.calico_record(&fields, None) {
-                return Ok(rec);
-            }
-        }
+        let scanned = match self.scanner.scan(line) {
+            Some(fields) => match self.calico_record(&fields, None) {
+                Ok(Some(rec)) => return Ok(rec),
+                _ => true,
+            },
+            None => false,
+        };
         check_shape(line)?;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -129,7 +131,11 @@ impl Decoder {
         let result = match simd_json::fill_tape(&mut scratch, &mut self.buffers, &mut tape) {
             Err(e) => Err(DecodeError::Json(e.to_string())),
             Ok(()) => {
-                let fast = CalicoFields::scan(&tape.0)
+                // A line the scanner read gives the tape walk the same fields and the same answer:
+                // straight to the serde view.
+                let fast = (!scanned)
+                    .then(|| CalicoFields::scan(&tape.0))
+                    .flatten()
                     .and_then(|fields| self.calico_record(&fields, None).ok().flatten());
                 match fast {
                     Some(rec) => Ok(rec),
@@ -415,11 +421,16 @@ impl Decoder {
             return false;
         }
         let group = self.group_of(kind, namespace, name_aggr, id);
+        self.remember(id, kind, group);
+        true
+    }
+
+    /// Notes that this thread registered `id`, starting the cache over when full ([`KNOWN_CAP`]).
+    fn remember(&mut self, id: WorkloadId, kind: EndpointType, group: WorkloadId) {
         if self.known.len() >= KNOWN_CAP {
             self.known.clear();
         }
         self.known.insert(id.0, (kind, group));
-        true
     }
 
     /// Interns through this thread's cache.
@@ -487,10 +498,7 @@ impl Decoder {
                 let labels = labels?;
                 let key = self.key_buf.clone();
                 let group = self.group_of(kind, namespace, name_aggr, id);
-                if self.known.len() >= KNOWN_CAP {
-                    self.known.clear();
-                }
-                self.known.insert(id.0, (kind, group));
+                self.remember(id, kind, group);
                 WorkloadRegistry::global().register(id, || WorkloadInfo {
                     key,
                     kind,
