@@ -47,14 +47,18 @@ const KEY_ORDER_CAP: usize = 80;
 const KEY_WORDS: usize = 4;
 
 impl ExpectedKey {
+    /// `None` for a key longer than [`KEY_WORDS`] words.
     fn new(quoted: &[u8], slot: Option<Slot>) -> Option<Self> {
+        if quoted.len() > KEY_WORDS * 8 {
+            return None;
+        }
         let mut words = [0u64; KEY_WORDS];
         for (word, chunk) in words.iter_mut().zip(quoted.chunks(8)) {
             let mut bytes = [0u8; 8];
             bytes.get_mut(..chunk.len())?.copy_from_slice(chunk);
             *word = u64::from_le_bytes(bytes);
         }
-        (quoted.len() <= KEY_WORDS * 8).then_some(ExpectedKey {
+        Some(ExpectedKey {
             words,
             len: quoted.len(),
             slot,
@@ -186,12 +190,6 @@ struct Cursor<'a> {
     i: usize,
 }
 
-/// A JSON number as simd-json reads it; floats and out-of-range integers make the scanner give up.
-enum Number {
-    U64(u64),
-    I64(i64),
-}
-
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -267,9 +265,10 @@ impl<'a> Cursor<'a> {
         self.s.get(start..end)
     }
 
-    /// An integer (JSON grammar: no leading zeros, no `+`); `None` for a float, `-0` or overflow.
+    /// An integer (JSON grammar: no leading zeros, no `+`) as simd-json's tape holds it; `None`
+    /// for a float, `-0` or overflow.
     #[inline]
-    fn number(&mut self) -> Option<Number> {
+    fn number(&mut self) -> Option<StaticNode> {
         let negative = self.peek() == Some(b'-');
         if negative {
             self.i += 1;
@@ -290,14 +289,14 @@ impl<'a> Cursor<'a> {
             return None; // a float, or a leading zero
         }
         if !negative {
-            return Some(Number::U64(value));
+            return Some(StaticNode::U64(value));
         }
         if value == 0 {
             return None;
         }
         // -value fits in i64 when value <= 2^63.
         let magnitude = i64::try_from(value - 1).ok()?;
-        Some(Number::I64(-magnitude - 1))
+        Some(StaticNode::I64(-magnitude - 1))
     }
 
     /// `true`, `false` or `null`, given its first byte.
@@ -324,10 +323,7 @@ impl<'a> Cursor<'a> {
                 let s = self.string()?;
                 nodes.push(Node::String(s));
             }
-            b'-' | b'0'..=b'9' => nodes.push(Node::Static(match self.number()? {
-                Number::U64(n) => StaticNode::U64(n),
-                Number::I64(n) => StaticNode::I64(n),
-            })),
+            b'-' | b'0'..=b'9' => nodes.push(Node::Static(self.number()?)),
             b'[' | b'{' => {
                 if depth >= MAX_DEPTH {
                     return None;
