@@ -12,6 +12,7 @@
 
 use crate::alert::Alert;
 use crate::alert::AlertBook;
+use crate::baseline::cluster::EgressEdge;
 use crate::baseline::{BaselineStore, ClusterState};
 use crate::config::Config;
 use crate::detect::multivariate::Profile;
@@ -140,8 +141,9 @@ pub struct PipelineSnapshot {
 /// Current snapshot format (2: baselines keep hour-of-day peaks and edge first windows, the cluster
 /// state keeps edge peaks; 3: records keep the deciding and pending hits, the policy ledger,
 /// aggregates remember fast-path alerts, baselines keep long-horizon scan counters, the clock its
-/// skew bounds, the counters early alerts, budget and clock rejections).
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// skew bounds, the counters early alerts, budget and clock rejections; 4: aggregates and records
+/// carry the workload's kind and namespace).
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Options that are not part of the config file.
 #[derive(Debug, Clone)]
@@ -1243,38 +1245,40 @@ impl Pipeline {
             return Vec::new();
         };
         let (window_start, window_end) = (clock.start_of(w), clock.start_of(w + 1));
-        let maps: Vec<_> = self
+        let mut maps: Vec<_> = self
             .shards
             .iter_mut()
             .filter_map(|shard| shard.windows.remove(&w))
             .collect();
-        // Sized once: aggregates are large, and growing the vector shard by shard copied them.
-        let mut items: Vec<(WorkloadId, WindowAggregate)> =
-            Vec::with_capacity(maps.iter().map(|m| m.len()).sum());
-        for map in maps {
-            items.extend(map);
+        for map in &mut maps {
+            for agg in map.values_mut() {
+                agg.normalize();
+            }
         }
+        // The aggregates stay where they are; only references are sorted. Members of a group side
+        // by side: the group's baseline is looked up once, read while they are scored and folded
+        // in right after, while it and their peers are still in cache. (Moving 100k aggregates of
+        // 400 bytes into a vector and sorting them was a quarter of a close.)
+        let mut items: Vec<CloseItem<'_>> = maps
+            .iter_mut()
+            .flat_map(|m| m.iter_mut().map(|(id, agg)| (agg.group, *id, agg)))
+            .collect();
+        items.sort_unstable_by_key(|(group, id, _)| (*group, *id));
         if let Some(n) = &mut self.open_aggregates {
             *n = n.saturating_sub(items.len());
-        }
-        items.sort_unstable_by_key(|(id, _)| *id);
-        for (_, agg) in &mut items {
-            agg.normalize();
         }
         let want_profiles = self.cfg.detect.multivariate.enabled;
         let mut profiles: FxHashMap<u64, Profile> = FxHashMap::default();
         if want_profiles {
-            let reg = crate::flow::WorkloadRegistry::global();
-            for (id, agg) in &items {
+            for (i, (_, _, agg)) in items.iter().enumerate() {
+                if let Some((_, _, ahead)) = items.get(i + PREFETCH_AHEAD) {
+                    prefetch_aggregate(ahead);
+                }
                 if agg.records_out == 0 {
                     continue;
                 }
-                let ns = reg
-                    .get(*id)
-                    .map(|i| xxhash_rust::xxh3::xxh3_64(i.namespace.as_bytes()))
-                    .unwrap_or(0);
                 let v = crate::detect::multivariate::vector(agg);
-                let e = profiles.entry(ns).or_insert_with(|| Profile {
+                let e = profiles.entry(agg.namespace).or_insert_with(|| Profile {
                     sum: ndarray::Array1::zeros(v.len()),
                     n: 0,
                 });
@@ -1294,53 +1298,76 @@ impl Pipeline {
         };
         let detectors = &self.detectors;
         let baselines = &self.baselines;
-        let score_chunk = |chunk: &[(WorkloadId, WindowAggregate)]| -> Vec<(Vec<Finding>, bool)> {
-            chunk
-                .iter()
-                .map(|(id, agg)| {
-                    let mut findings = Vec::new();
-                    let base = baselines.get(agg.group);
-                    for d in detectors {
-                        d.evaluate(&ctx, *id, agg, base.as_deref(), &mut findings);
+        // Scores a chunk (whole groups), then folds each group into its baseline. A group's members
+        // are all scored against its history as it was before this window, whatever the chunking,
+        // and groups are disjoint, so threads may fold theirs concurrently.
+        let score_chunk = |chunk: &mut [CloseItem<'_>]| -> Scored {
+            let mut scored = Scored::default();
+            let mut start = 0;
+            while start < chunk.len() {
+                let group = chunk[start].0;
+                let end = start + chunk[start..].iter().take_while(|c| c.0 == group).count();
+                {
+                    let base = baselines.get(group);
+                    for i in start..end {
+                        // The aggregates are scattered over the shards' maps: ask for the ones a few
+                        // items on while this one is scored.
+                        if let Some((_, _, ahead)) = chunk.get(i + PREFETCH_AHEAD) {
+                            prefetch_aggregate(ahead);
+                        }
+                        if let Some((_, _, ahead)) = chunk.get(i + PREFETCH_AHEAD / 2) {
+                            prefetch(ahead.peers.as_ptr());
+                        }
+                        let (_, id, agg) = &chunk[i];
+                        let before = scored.findings.len();
+                        for d in detectors {
+                            d.evaluate(&ctx, *id, agg, base.as_deref(), &mut scored.findings);
+                        }
+                        let anomalous = scored.findings[before..].iter().any(|f| f.score >= 1.0);
+                        scored.anomalous.push(anomalous);
                     }
-                    let anomalous = findings.iter().any(|f| f.score >= 1.0);
-                    (findings, anomalous)
-                })
-                .collect()
+                }
+                let run = chunk[start..end].iter_mut().zip(&scored.anomalous[start..end]);
+                for ((_, _, agg), &anomalous) in run {
+                    baselines.update(group, agg, w, window_start, anomalous);
+                    scored.senders += usize::from(agg.records_out > 0);
+                    EgressEdge::collect(agg, anomalous, &mut scored.edges);
+                    // Freed now, while its blocks are in cache, rather than in one more pass.
+                    agg.release_heap();
+                }
+                start = end;
+            }
+            scored
         };
-        let scored: Vec<(Vec<Finding>, bool)> =
-            if self.threads > 1 && items.len() >= PARALLEL_CLOSE_MIN {
-                let chunk = items.len().div_ceil(self.threads);
-                std::thread::scope(|sc| {
-                    let handles: Vec<_> = items
-                        .chunks(chunk)
-                        .map(|c| {
-                            let score_chunk = &score_chunk;
-                            sc.spawn(move || score_chunk(c))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .flat_map(|h| match h.join() {
-                            Ok(v) => v,
-                            Err(p) => std::panic::resume_unwind(p),
-                        })
-                        .collect()
-                })
-            } else {
-                score_chunk(&items)
-            };
-        let mut findings: Vec<Finding> = Vec::new();
-        let mut cluster_items = Vec::with_capacity(items.len());
-        for ((id, agg), (f, anomalous)) in items.iter().zip(scored) {
-            self.baselines
-                .update(agg.group, agg, w, window_start, anomalous);
-            cluster_items.push((*id, agg.group, agg, anomalous));
-            findings.extend(f);
-        }
+        let scored = if self.threads > 1 && items.len() >= PARALLEL_CLOSE_MIN {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = group_chunks(&mut items, self.threads)
+                    .into_iter()
+                    .map(|c| {
+                        let score_chunk = &score_chunk;
+                        sc.spawn(move || score_chunk(c))
+                    })
+                    .collect();
+                let mut all = Scored::default();
+                for h in handles {
+                    match h.join() {
+                        Ok(part) => all.append(part),
+                        Err(p) => std::panic::resume_unwind(p),
+                    }
+                }
+                all
+            })
+        } else {
+            score_chunk(&mut items)
+        };
+        let mut findings = scored.findings;
         findings.extend(self.policy.take_findings(w));
-        self.cluster
-            .update(w, &cluster_items, self.cfg.detect.edge_burst.decay);
+        self.cluster.update(
+            w,
+            scored.senders,
+            &scored.edges,
+            self.cfg.detect.edge_burst.decay,
+        );
         // Every 256th window, counted by the checkpointed counter so a restarted daemon expires
         // at the same windows as an uninterrupted one (expiry changes what detectors see).
         if (self.stats.windows_closed + 1) % EXPIRY_EVERY_WINDOWS == 0 {
@@ -1498,6 +1525,75 @@ fn overlap_chunks(n: usize) -> Vec<(usize, usize)> {
 /// Windows with fewer workloads than this are scored on one thread (spawning costs more).
 const PARALLEL_CLOSE_MIN: usize = 2048;
 
+/// One aggregate of a closing window: its group, its workload, and the aggregate where it lies in
+/// its shard's map.
+type CloseItem<'a> = (WorkloadId, WorkloadId, &'a mut WindowAggregate);
+
+/// How many aggregates ahead a close asks the memory for.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Asks for the cache line at `p` ahead of use (a hint: no effect on results, none off x86-64).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Asks for every cache line of an aggregate.
+#[inline(always)]
+fn prefetch_aggregate(agg: &WindowAggregate) {
+    let base: *const u8 = (agg as *const WindowAggregate).cast();
+    for offset in (0..std::mem::size_of::<WindowAggregate>()).step_by(64) {
+        prefetch(base.wrapping_add(offset));
+    }
+}
+
+/// What scoring a chunk of a closed window gives: the findings, whether each workload's window was
+/// anomalous (in chunk order), and what the cluster state folds in after every chunk is done.
+#[derive(Default)]
+struct Scored {
+    findings: Vec<Finding>,
+    anomalous: Vec<bool>,
+    senders: usize,
+    edges: Vec<EgressEdge>,
+}
+
+impl Scored {
+    /// Appends the next chunk's results.
+    fn append(&mut self, mut next: Scored) {
+        self.findings.append(&mut next.findings);
+        self.anomalous.append(&mut next.anomalous);
+        self.senders += next.senders;
+        self.edges.append(&mut next.edges);
+    }
+}
+
+/// Splits aggregates sorted by group into about `parts` chunks of whole groups (a group's members
+/// must be scored before any of them is folded into its baseline, so one thread takes them all).
+fn group_chunks<'s, 'a>(
+    items: &'s mut [CloseItem<'a>],
+    parts: usize,
+) -> Vec<&'s mut [CloseItem<'a>]> {
+    let target = items.len().div_ceil(parts.max(1)).max(1);
+    let mut chunks = Vec::with_capacity(parts);
+    let mut rest = items;
+    while !rest.is_empty() {
+        let mut end = target.min(rest.len());
+        while end < rest.len() && rest[end].0 == rest[end - 1].0 {
+            end += 1;
+        }
+        let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(end);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    chunks
+}
+
 /// Lines a future-dated record waits for the input to follow it (a believed jump needs a few hundred
 /// agreeing records, see [`crate::window`]) before it is dead-lettered as clock skew.
 const FUTURE_WAIT: u64 = 1024;
@@ -1564,6 +1660,87 @@ mod tests {
         let mut cfg = Config::default();
         cfg.window.length = "60s".into();
         Pipeline::new(Arc::new(cfg), PipelineOptions::default()).expect("pipeline")
+    }
+
+    /// A window of 3,000 workloads in 1,000 groups (three replica sets each): more than
+    /// [`PARALLEL_CLOSE_MIN`], so two threads score it in chunks of whole groups.
+    fn crowded_batch(windows: i64) -> LineBatch {
+        let src: Arc<str> = Arc::from("test");
+        let mut batch = LineBatch::new();
+        for w in 0..windows {
+            for i in 0..3000u64 {
+                let (group, replica) = (i % 1000, i / 1000);
+                // The last window: a tenth of the groups send a thousand times their usual bytes
+                // to a peer they never had.
+                let burst = w == windows - 1 && group % 10 == 0;
+                let (bytes, dst) = if burst {
+                    (5_000_000 + i, 900 + group)
+                } else {
+                    (1000 + (w as u64 * 7 + i) % 300, group % 40)
+                };
+                let l = format!(
+                    r#"{{"start_time":{t},"end_time":{e},"source_name":"-","source_name_aggr":"w{group}-{replica}x7k9-*","source_namespace":"ns{ns}","source_type":"wep","dest_name":"-","dest_name_aggr":"db{dst}-*","dest_namespace":"data","dest_type":"wep","reporter":"src","proto":"tcp","action":"allow","bytes_out":{bytes},"bytes_in":10,"packets_out":1,"packets_in":1,"num_flows":1,"num_flows_started":1,"num_flows_completed":1,"dest_port":5432}}"#,
+                    t = w * 60,
+                    e = w * 60 + 60,
+                    ns = group % 7,
+                );
+                batch.push_line(&src, l.as_bytes(), 0, 0);
+            }
+        }
+        batch
+    }
+
+    #[test]
+    fn group_chunks_split_only_between_groups() {
+        let mut aggs: Vec<WindowAggregate> = (0..10).map(|_| WindowAggregate::default()).collect();
+        let groups = [1u64, 1, 1, 2, 3, 3, 3, 3, 4, 4];
+        let mut items: Vec<CloseItem<'_>> = aggs
+            .iter_mut()
+            .zip(groups)
+            .enumerate()
+            .map(|(i, (agg, g))| (WorkloadId(g), WorkloadId(i as u64), agg))
+            .collect();
+        for parts in 1..=4 {
+            let chunks = group_chunks(&mut items, parts);
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), 10, "{parts}: covered");
+            let mut seen = Vec::new();
+            for c in &chunks {
+                assert!(!c.is_empty());
+                assert!(!seen.contains(&c[0].0), "{parts}: group {:?} split", c[0].0);
+                seen.extend(c.iter().map(|x| x.0));
+            }
+        }
+        assert_eq!(group_chunks(&mut items, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_crowded_window_closes_the_same_on_one_and_two_threads() {
+        let batch = crowded_batch(12);
+        let mut outcomes = Vec::new();
+        for threads in [1, 2] {
+            let mut cfg = Config::default();
+            cfg.window.length = "60s".into();
+            let opts = PipelineOptions {
+                threads,
+                ..PipelineOptions::default()
+            };
+            let mut p = Pipeline::new(Arc::new(cfg), opts).expect("pipeline");
+            let mut alerts = p.push(&batch).expect("push");
+            alerts.extend(p.finish().expect("finish"));
+            let alerts: Vec<String> = alerts
+                .iter()
+                .map(|a| serde_json::to_string(a).expect("alert json"))
+                .collect();
+            let baselines: Vec<_> = (0..1000)
+                .map(|g| p.baseline(WorkloadId::of_key(&format!("ns{}/w{g}", g % 7))))
+                .collect();
+            assert!(baselines.iter().all(|b| b.is_some()), "every group learned");
+            outcomes.push((alerts, baselines));
+        }
+        assert!(!outcomes[0].0.is_empty(), "the burst window alerts");
+        assert_eq!(outcomes[0].0, outcomes[1].0, "alerts");
+        assert!(outcomes[0].1 == outcomes[1].1, "baselines");
     }
 
     #[test]

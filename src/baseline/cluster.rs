@@ -25,6 +25,41 @@ pub struct Sharers {
     pub last_window: i64,
 }
 
+/// One egress peer of a closed window's aggregate, as [`ClusterState::update`] folds it in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EgressEdge {
+    /// The workload's group.
+    pub group: WorkloadId,
+    /// The peer's group.
+    pub peer_group: WorkloadId,
+    /// Destination port.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Records or connections on the edge, whichever is larger.
+    pub count: f64,
+    /// The workload sent records this window, so it shares the destination and the port.
+    pub sends: bool,
+    /// The workload's window was not anomalous, so the edge's count is learned.
+    pub learn: bool,
+}
+
+impl EgressEdge {
+    /// Appends the egress peers of one closed aggregate.
+    pub fn collect(agg: &WindowAggregate, anomalous: bool, out: &mut Vec<EgressEdge>) {
+        let sends = agg.records_out > 0;
+        out.extend(agg.peers.iter().filter(|p| p.egress).map(|p| EgressEdge {
+            group: agg.group,
+            peer_group: p.peer_group,
+            port: p.port,
+            proto: p.proto,
+            count: (p.records as u64).max(p.connections) as f64,
+            sends,
+            learn: !anomalous,
+        }));
+    }
+}
+
 impl Sharers {
     fn add(&mut self, g: u64, w: i64) {
         self.last_window = self.last_window.max(w);
@@ -148,40 +183,16 @@ impl ClusterState {
     }
 
     /// Folds one closed window in: sharers, active groups, and (MIDAS-F) the edge counts of workloads
-    /// whose window was not anomalous.
-    pub fn update(
-        &mut self,
-        window: i64,
-        items: &[(WorkloadId, WorkloadId, &WindowAggregate, bool)],
-        edge_decay: f64,
-    ) {
-        let mut groups = 0usize;
-        for (_, group, agg, _) in items {
-            if agg.records_out == 0 {
-                continue;
-            }
-            groups += 1;
-            for p in agg.peers.iter().filter(|p| p.egress) {
-                self.dest_sharers
-                    .entry(p.peer_group.0)
-                    .or_default()
-                    .add(group.0, window);
-                self.port_sharers
-                    .entry(port_key(p.port, p.proto))
-                    .or_default()
-                    .add(group.0, window);
-            }
-        }
+    /// whose window was not anomalous. `senders` counts the window's workloads that sent records;
+    /// `edges` are their egress peers, copied out by [`EgressEdge::collect`] while each aggregate was
+    /// in cache (a pass over 100k aggregates' peers here missed the cache at every one).
+    pub fn update(&mut self, window: i64, senders: usize, edges: &[EgressEdge], edge_decay: f64) {
         let gap = if self.last_window == i64::MIN {
             1
         } else {
             (window - self.last_window).max(1)
         };
-        let decay = 0.98f64.powi(gap.min(1000) as i32);
-        self.active_groups = self.active_groups * decay + groups as f64 * (1.0 - decay);
-        if self.active_groups < groups as f64 {
-            self.active_groups = self.active_groups.max(groups as f64 * 0.5);
-        }
+        // Decay first, then fold the window's edges in.
         let factor = edge_decay.powi(gap.min(64) as i32);
         self.edge_totals.scale(factor);
         self.edge_weight = self.edge_weight * factor + 1.0;
@@ -190,23 +201,28 @@ impl ClusterState {
         self.edge_slow_weight = self.edge_slow_weight * slow_factor + 1.0;
         self.edge_peak
             .scale(PEAK_EDGE_DECAY.powi(gap.min(100_000) as i32));
-        for (_, group, agg, _) in items {
-            for p in agg.peers.iter().filter(|p| p.egress) {
-                let key = edge_key(*group, p.peer_group, p.port);
-                self.edge_peak
-                    .raise(key, (p.records as u64).max(p.connections) as f64);
+        for e in edges {
+            if e.sends {
+                self.dest_sharers
+                    .entry(e.peer_group.0)
+                    .or_default()
+                    .add(e.group.0, window);
+                self.port_sharers
+                    .entry(port_key(e.port, e.proto))
+                    .or_default()
+                    .add(e.group.0, window);
+            }
+            let key = edge_key(e.group, e.peer_group, e.port);
+            self.edge_peak.raise(key, e.count);
+            if e.learn {
+                self.edge_totals.add(key, e.count);
+                self.edge_slow.add(key, e.count);
             }
         }
-        for (_, group, agg, anomalous) in items {
-            if *anomalous {
-                continue;
-            }
-            for p in agg.peers.iter().filter(|p| p.egress) {
-                let key = edge_key(*group, p.peer_group, p.port);
-                let count = (p.records as u64).max(p.connections) as f64;
-                self.edge_totals.add(key, count);
-                self.edge_slow.add(key, count);
-            }
+        let decay = 0.98f64.powi(gap.min(1000) as i32);
+        self.active_groups = self.active_groups * decay + senders as f64 * (1.0 - decay);
+        if self.active_groups < senders as f64 {
+            self.active_groups = self.active_groups.max(senders as f64 * 0.5);
         }
         self.edge_ticks += 1;
         self.last_window = window;

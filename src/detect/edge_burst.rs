@@ -64,7 +64,7 @@ impl Detector for EdgeBurst {
         // An outside network is judged on the in-cluster side: a flood from `pub` is scored as the
         // victim's ingress edge (same sketch key as `pub`'s egress view), so the alert names the
         // workload someone can act on.
-        if crate::detect::volume::is_outside_network(workload) {
+        if agg.outside {
             return;
         }
         let mut best: Option<(f64, f64, f64, &crate::window::aggregate::PeerStat)> = None;

@@ -82,7 +82,7 @@ impl Detector for Multivariate {
         let Some(b) = baseline.filter(|b| ctx.is_warm(Some(b))) else {
             return;
         };
-        if crate::detect::volume::is_outside_network(workload) {
+        if agg.outside {
             return;
         }
         let z = Array1::from_iter(VECTOR.iter().map(|&f| {
@@ -90,10 +90,7 @@ impl Detector for Multivariate {
             robust_z(f.value(agg), mean, sd, 0.25, 1.0).clamp(-20.0, 20.0)
         }));
         let rms = (z.mapv(|v| v.max(0.0).powi(2)).sum() / VECTOR.len() as f64).sqrt();
-        let ns = crate::flow::WorkloadRegistry::global()
-            .get(workload)
-            .map(|i| xxhash_rust::xxh3::xxh3_64(i.namespace.as_bytes()))
-            .unwrap_or(0);
+        let ns = agg.namespace;
         let x = vector(agg);
         let peer_dist = match ctx.namespace_profiles.get(&ns) {
             Some(p) if p.n > cfg.min_peers => {

@@ -59,10 +59,6 @@ impl Detector for NewPeer {
             return;
         };
         let reg = WorkloadRegistry::global();
-        let my_ns = reg
-            .get(workload)
-            .map(|i| i.namespace.clone())
-            .unwrap_or_default();
         let mut total = 0.0;
         let mut peers = Vec::new();
         let mut ports = Vec::new();
@@ -75,13 +71,13 @@ impl Detector for NewPeer {
             if b.knows(peer_key(p)) {
                 continue;
             }
-            let peer_ns = reg
-                .get(p.peer)
-                .map(|i| i.namespace.clone())
-                .unwrap_or_default();
+            // Only a new peer is looked up: the registry is a cache miss per workload at 100k.
+            let cross_namespace = reg.get(p.peer).is_none_or(|i| {
+                xxhash_rust::xxh3::xxh3_64(i.namespace.as_bytes()) != agg.namespace
+            });
             let w = if p.port == 53 {
                 cfg.dns_weight
-            } else if peer_ns != my_ns {
+            } else if cross_namespace {
                 cfg.cross_namespace_weight
             } else {
                 cfg.same_namespace_weight
@@ -94,7 +90,7 @@ impl Detector for NewPeer {
             evidence.push(serde_json::json!({
                 "peer": reg.key(p.peer),
                 "port": p.port,
-                "cross_namespace": peer_ns != my_ns,
+                "cross_namespace": cross_namespace,
                 "records": p.records,
                 "denied": p.denied,
                 "weight": w,

@@ -51,15 +51,6 @@ impl Default for VolumeConfig {
 /// The volume detector.
 pub struct Volume;
 
-/// Whether a subject is an outside network (`pub`, `pvt`, a network set): nobody can be paged about
-/// or quarantine "the internet"; its traffic is judged on the in-cluster side (a flood from `pub`
-/// is the victim's ingress).
-pub fn is_outside_network(workload: WorkloadId) -> bool {
-    crate::flow::WorkloadRegistry::global()
-        .get(workload)
-        .is_some_and(|i| i.kind == crate::flow::EndpointType::Net)
-}
-
 const FEATURES: [Feature; 5] = [
     Feature::BytesOut,
     Feature::BytesIn,
@@ -85,7 +76,10 @@ impl Detector for Volume {
         let Some(b) = baseline.filter(|b| ctx.is_warm(Some(b))) else {
             return;
         };
-        if is_outside_network(workload) {
+        // An outside network (`pub`, `pvt`): nobody can be paged about or quarantine
+        // "the internet"; its traffic is judged on the in-cluster side (a flood from `pub` is the
+        // victim's ingress).
+        if agg.outside {
             return;
         }
         let mut best: Option<(f64, Feature, f64, f64, f64)> = None;

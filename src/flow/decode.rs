@@ -518,6 +518,7 @@ impl Decoder {
             id,
             group,
             kind,
+            namespace: xxhash_rust::xxh3::xxh3_64(namespace.as_bytes()),
             ip,
             port: None,
             public,

@@ -217,6 +217,7 @@ mod tests {
             id: WorkloadId(id),
             group: WorkloadId(id),
             kind,
+            namespace: 0,
             ip: None,
             port: None,
             public,
