@@ -182,6 +182,9 @@ struct ScoreRef {
 struct Shard {
     windows: BTreeMap<i64, FxHashMap<WorkloadId, WindowAggregate>>,
     decoder: Option<Decoder>,
+    /// Aggregates in this shard's last closed window: a new window's map starts that large, since
+    /// growing one to 100k aggregates rehashed and copied it ten times (over half of aggregating).
+    last_window_len: usize,
 }
 
 /// A fast-path threshold crossing found while aggregating (see [`crate::detect::fast_path`]).
@@ -291,6 +294,7 @@ impl Pipeline {
                 .map(|_| Shard {
                     windows: BTreeMap::new(),
                     decoder: Some(Decoder::new(max_line)),
+                    last_window_len: 0,
                 })
                 .collect(),
             detectors: build_suite(&cfg.detect),
@@ -1091,7 +1095,10 @@ impl Pipeline {
                 let owns = |id: WorkloadId| id.0 % threads == s as u64;
                 // A shard holds only the windows it has records for.
                 if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
-                    let map = shard.windows.entry(w).or_default();
+                    let hint = shard.last_window_len;
+                    let map = shard.windows.entry(w).or_insert_with(|| {
+                        FxHashMap::with_capacity_and_hasher(hint, Default::default())
+                    });
                     for (k, (rec, &side)) in run_records.iter().zip(run_sides).enumerate() {
                         if owns(rec.src.id) && side & SOURCE_SIDE != 0 {
                             let agg = map.entry(rec.src.id).or_default();
@@ -1248,7 +1255,11 @@ impl Pipeline {
         let mut maps: Vec<_> = self
             .shards
             .iter_mut()
-            .filter_map(|shard| shard.windows.remove(&w))
+            .filter_map(|shard| {
+                let map = shard.windows.remove(&w)?;
+                shard.last_window_len = map.len();
+                Some(map)
+            })
             .collect();
         for map in &mut maps {
             for agg in map.values_mut() {
@@ -1327,7 +1338,9 @@ impl Pipeline {
                         scored.anomalous.push(anomalous);
                     }
                 }
-                let run = chunk[start..end].iter_mut().zip(&scored.anomalous[start..end]);
+                let run = chunk[start..end]
+                    .iter_mut()
+                    .zip(&scored.anomalous[start..end]);
                 for ((_, _, agg), &anomalous) in run {
                     baselines.update(group, agg, w, window_start, anomalous);
                     scored.senders += usize::from(agg.records_out > 0);
