@@ -1314,6 +1314,8 @@ impl Pipeline {
         // and groups are disjoint, so threads may fold theirs concurrently.
         let score_chunk = |chunk: &mut [CloseItem<'_>]| -> Scored {
             let mut scored = Scored::default();
+            // Whether each workload of the chunk had an anomalous window, for folding it in.
+            let mut anomalous = Vec::with_capacity(chunk.len());
             let mut start = 0;
             while start < chunk.len() {
                 let group = chunk[start].0;
@@ -1334,13 +1336,10 @@ impl Pipeline {
                         for d in detectors {
                             d.evaluate(&ctx, *id, agg, base.as_deref(), &mut scored.findings);
                         }
-                        let anomalous = scored.findings[before..].iter().any(|f| f.score >= 1.0);
-                        scored.anomalous.push(anomalous);
+                        anomalous.push(scored.findings[before..].iter().any(|f| f.score >= 1.0));
                     }
                 }
-                let run = chunk[start..end]
-                    .iter_mut()
-                    .zip(&scored.anomalous[start..end]);
+                let run = chunk[start..end].iter_mut().zip(&anomalous[start..end]);
                 for ((_, _, agg), &anomalous) in run {
                     baselines.update(group, agg, w, window_start, anomalous);
                     scored.senders += usize::from(agg.records_out > 0);
@@ -1566,12 +1565,11 @@ fn prefetch_aggregate(agg: &WindowAggregate) {
     }
 }
 
-/// What scoring a chunk of a closed window gives: the findings, whether each workload's window was
-/// anomalous (in chunk order), and what the cluster state folds in after every chunk is done.
+/// What scoring a chunk of a closed window gives: the findings, and what the cluster state folds in
+/// after every chunk is done.
 #[derive(Default)]
 struct Scored {
     findings: Vec<Finding>,
-    anomalous: Vec<bool>,
     senders: usize,
     edges: Vec<EgressEdge>,
 }
@@ -1580,7 +1578,6 @@ impl Scored {
     /// Appends the next chunk's results.
     fn append(&mut self, mut next: Scored) {
         self.findings.append(&mut next.findings);
-        self.anomalous.append(&mut next.anomalous);
         self.senders += next.senders;
         self.edges.append(&mut next.edges);
     }

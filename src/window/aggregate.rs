@@ -222,7 +222,6 @@ impl WindowAggregate {
         changed
     }
 
-    #[inline]
     /// Frees the heap blocks (peers, spilled counters) of an aggregate that was scored and folded
     /// in; the counts stay.
     pub fn release_heap(&mut self) {
@@ -238,6 +237,7 @@ impl WindowAggregate {
         }
     }
 
+    #[inline]
     fn add_peer(
         &mut self,
         rec: &FlowRecord,
