@@ -20,7 +20,7 @@ use crate::detect::{build_suite, DetectContext, Detector, Finding};
 use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
 use crate::sink::{DeadLetter, DeadLetterSink};
 use crate::source::LineBatch;
-use crate::window::{auto_length, Side, WindowAggregate, WindowClock};
+use crate::window::{auto_length, Side, WindowAggregate, WindowClock, WindowTable};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -180,11 +180,14 @@ struct ScoreRef {
 /// One worker's share of the open windows.
 #[derive(Default)]
 struct Shard {
-    windows: BTreeMap<i64, FxHashMap<WorkloadId, WindowAggregate>>,
+    windows: BTreeMap<i64, WindowTable>,
     decoder: Option<Decoder>,
-    /// Aggregates in this shard's last closed window: a new window's map starts that large, since
+    /// Aggregates in this shard's last closed window: a new window's table starts that large, since
     /// growing one to 100k aggregates rehashed and copied it ten times (over half of aggregating).
     last_window_len: usize,
+    /// The last closed window's table, emptied, for the next window to fill (see
+    /// [`WindowTable::recycle`]).
+    spare: Option<WindowTable>,
 }
 
 /// A fast-path threshold crossing found while aggregating (see [`crate::detect::fast_path`]).
@@ -295,6 +298,7 @@ impl Pipeline {
                     windows: BTreeMap::new(),
                     decoder: Some(Decoder::new(max_line)),
                     last_window_len: 0,
+                    spare: None,
                 })
                 .collect(),
             detectors: build_suite(&cfg.detect),
@@ -338,7 +342,7 @@ impl Pipeline {
                 windows
                     .entry(*w)
                     .or_default()
-                    .extend(map.iter().map(|(k, v)| (*k, v.clone())));
+                    .extend(map.iter().map(|(k, v)| (k, v.clone())));
             }
         }
         for v in windows.values_mut() {
@@ -459,7 +463,7 @@ impl Pipeline {
             for (w, map) in &shard.windows {
                 for (id, agg) in map.iter().filter(|(id, _)| ids.contains(id)) {
                     groups.insert(agg.group);
-                    windows.entry(*w).or_default().push((*id, agg.clone()));
+                    windows.entry(*w).or_default().push((id, agg.clone()));
                 }
             }
         }
@@ -578,13 +582,12 @@ impl Pipeline {
 
     /// Memory held by baselines and open windows now.
     pub fn footprint(&self) -> Footprint {
-        let slot = std::mem::size_of::<(WorkloadId, WindowAggregate)>() + 1;
         let (mut open_aggregates, mut open_aggregate_bytes) = (0, 0);
         for shard in &self.shards {
             for map in shard.windows.values() {
                 open_aggregates += map.len();
-                open_aggregate_bytes += map.capacity() * slot
-                    + map.values().map(WindowAggregate::heap_bytes).sum::<usize>();
+                open_aggregate_bytes +=
+                    map.table_bytes() + map.iter().map(|(_, a)| a.heap_bytes()).sum::<usize>();
             }
         }
         Footprint {
@@ -1095,13 +1098,20 @@ impl Pipeline {
                 let owns = |id: WorkloadId| id.0 % threads == s as u64;
                 // A shard holds only the windows it has records for.
                 if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
-                    let hint = shard.last_window_len;
-                    let map = shard.windows.entry(w).or_insert_with(|| {
-                        FxHashMap::with_capacity_and_hasher(hint, Default::default())
-                    });
+                    let (hint, spare) = (shard.last_window_len, &mut shard.spare);
+                    let map = shard
+                        .windows
+                        .entry(w)
+                        .or_insert_with(|| match spare.take() {
+                            Some(mut t) => {
+                                t.reserve_total(hint);
+                                t
+                            }
+                            None => WindowTable::with_capacity(hint),
+                        });
                     for (k, (rec, &side)) in run_records.iter().zip(run_sides).enumerate() {
                         if owns(rec.src.id) && side & SOURCE_SIDE != 0 {
-                            let agg = map.entry(rec.src.id).or_default();
+                            let agg = map.entry(rec.src.id);
                             let changed = agg.add(rec, Side::Source);
                             if let Some(fp) = &fast_path {
                                 let bits = fp.crossed(agg, changed);
@@ -1114,9 +1124,7 @@ impl Pipeline {
                             && rec.dst.id != rec.src.id
                             && side & DESTINATION_SIDE != 0
                         {
-                            map.entry(rec.dst.id)
-                                .or_default()
-                                .add(rec, Side::Destination);
+                            map.entry(rec.dst.id).add(rec, Side::Destination);
                         }
                     }
                 }
@@ -1252,17 +1260,18 @@ impl Pipeline {
             return Vec::new();
         };
         let (window_start, window_end) = (clock.start_of(w), clock.start_of(w + 1));
-        let mut maps: Vec<_> = self
+        let mut maps: Vec<(usize, WindowTable)> = self
             .shards
             .iter_mut()
-            .filter_map(|shard| {
+            .enumerate()
+            .filter_map(|(s, shard)| {
                 let map = shard.windows.remove(&w)?;
                 shard.last_window_len = map.len();
-                Some(map)
+                Some((s, map))
             })
             .collect();
-        for map in &mut maps {
-            for agg in map.values_mut() {
+        for (_, map) in &mut maps {
+            for (_, agg) in map.iter_mut() {
                 agg.normalize();
             }
         }
@@ -1272,7 +1281,7 @@ impl Pipeline {
         // 400 bytes into a vector and sorting them was a quarter of a close.)
         let mut items: Vec<CloseItem<'_>> = maps
             .iter_mut()
-            .flat_map(|m| m.iter_mut().map(|(id, agg)| (agg.group, *id, agg)))
+            .flat_map(|(_, m)| m.iter_mut().map(|(id, agg)| (agg.group, id, agg)))
             .collect();
         items.sort_unstable_by_key(|(group, id, _)| (*group, *id));
         if let Some(n) = &mut self.open_aggregates {
@@ -1372,6 +1381,11 @@ impl Pipeline {
         } else {
             score_chunk(&mut items)
         };
+        drop(items);
+        for (s, map) in maps {
+            let expected = self.shards[s].last_window_len;
+            self.shards[s].spare = map.recycle(expected);
+        }
         let mut findings = scored.findings;
         findings.extend(self.policy.take_findings(w));
         self.cluster.update(
@@ -1478,7 +1492,7 @@ impl Pipeline {
 fn open_workloads(shards: &[Shard]) -> impl Iterator<Item = WorkloadId> + '_ {
     shards
         .iter()
-        .flat_map(|s| s.windows.values().flat_map(|m| m.keys().copied()))
+        .flat_map(|s| s.windows.values().flat_map(|m| m.keys()))
 }
 
 /// Aggregates held in open windows, over every shard.

@@ -22,7 +22,6 @@ use crate::alert::Band;
 use crate::baseline::{BaselineStore, ClusterState};
 use crate::detect::{severity_for, Finding, Scope};
 use crate::flow::{FlowRecord, WorkloadId, WorkloadRegistry};
-use crate::window::WindowAggregate;
 use admission::{History, WindowAdmission};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -130,10 +129,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 /// the worst case rather than the 7/8 load of a full table.
 pub const SLOT_SLACK: usize = 2;
 
-/// Estimated bytes of one open aggregate: its map slot and struct, plus the heap of a workload with
-/// a few peers (distinct counters exact, the peer table's first allocation).
+/// Estimated bytes of one open aggregate: its table entry, plus the heap of a workload with a few
+/// peers (distinct counters exact, the peer table's first allocation).
 pub fn aggregate_bytes() -> usize {
-    (std::mem::size_of::<(WorkloadId, WindowAggregate)>() + 1) * SLOT_SLACK + 512
+    crate::window::WindowTable::worst_entry_bytes() + 512
 }
 
 /// Estimated bytes of the cluster-wide tables (capped by [`crate::baseline::cluster::TABLE_CAP`]).

@@ -16,8 +16,10 @@
 //! *late*: counted and folded into the next open window.
 
 pub mod aggregate;
+pub mod table;
 
 pub use aggregate::{Side, WindowAggregate};
+pub use table::WindowTable;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,165 @@
+//! `WindowTable`: one open window's aggregates on one shard, keyed by workload.
+//!
+//! The aggregates live side by side in a vector in first-seen order; a small hash index maps a
+//! workload to its slot. A plain `HashMap<WorkloadId, WindowAggregate>` kept the 440-byte
+//! aggregates in its buckets, and buckets come in powers of two at a 7/8 load: a window of 2M
+//! workloads took 4M buckets (1.8 GB) and probing touched aggregates on the way. Here only the
+//! 16-byte index entries are rounded up and probed, and the aggregates take what they use.
+//!
+//! A closed window's table is cleared and handed to the shard's next window
+//! ([`WindowTable::recycle`]): reusing its pages instead of mapping fresh ones took the page-fault
+//! time out of aggregating at a million workloads.
+
+use rustc_hash::FxHashMap;
+
+use super::WindowAggregate;
+use crate::flow::WorkloadId;
+
+/// One window's aggregates on one shard.
+#[derive(Default)]
+pub struct WindowTable {
+    index: FxHashMap<WorkloadId, u32>,
+    slots: Vec<(WorkloadId, WindowAggregate)>,
+}
+
+/// Bytes of one index entry (key, slot and the table's control byte).
+const INDEX_ENTRY_BYTES: usize = std::mem::size_of::<(WorkloadId, u32)>() + 1;
+
+impl WindowTable {
+    /// An empty table with room for `n` aggregates.
+    pub fn with_capacity(n: usize) -> Self {
+        WindowTable {
+            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            slots: Vec::with_capacity(n),
+        }
+    }
+
+    /// Worst-case bytes per aggregate beyond its heap: both the index and the vector double when
+    /// they grow, so an entry costs up to twice its size.
+    pub const fn worst_entry_bytes() -> usize {
+        (INDEX_ENTRY_BYTES + std::mem::size_of::<(WorkloadId, WindowAggregate)>()) * 2
+    }
+
+    /// Aggregates held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the table holds no aggregate.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The workload's aggregate, created empty if it has none yet.
+    #[inline]
+    pub fn entry(&mut self, id: WorkloadId) -> &mut WindowAggregate {
+        let next = self.slots.len();
+        let slot = *self.index.entry(id).or_insert_with(|| {
+            // A window holds at most a few million aggregates (the admission cap); u32 is ample.
+            next as u32
+        }) as usize;
+        if slot == next {
+            self.slots.push((id, WindowAggregate::default()));
+        }
+        &mut self.slots[slot].1
+    }
+
+    /// Puts an aggregate in, replacing the workload's current one.
+    pub fn insert(&mut self, id: WorkloadId, agg: WindowAggregate) {
+        *self.entry(id) = agg;
+    }
+
+    /// The workload's aggregate, if it has one.
+    pub fn get(&self, id: WorkloadId) -> Option<&WindowAggregate> {
+        self.index
+            .get(&id)
+            .map(|&slot| &self.slots[slot as usize].1)
+    }
+
+    /// Workloads and aggregates, in first-seen order.
+    pub fn iter(&self) -> impl Iterator<Item = (WorkloadId, &WindowAggregate)> + '_ {
+        self.slots.iter().map(|(id, agg)| (*id, agg))
+    }
+
+    /// Workloads and aggregates, in first-seen order, mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (WorkloadId, &mut WindowAggregate)> + '_ {
+        self.slots.iter_mut().map(|(id, agg)| (*id, agg))
+    }
+
+    /// Workloads held.
+    pub fn keys(&self) -> impl Iterator<Item = WorkloadId> + '_ {
+        self.slots.iter().map(|(id, _)| *id)
+    }
+
+    /// Bytes held by the index and the slots (capacity, not just what is used), without the
+    /// aggregates' heap.
+    pub fn table_bytes(&self) -> usize {
+        self.index.capacity() * INDEX_ENTRY_BYTES
+            + self.slots.capacity() * std::mem::size_of::<(WorkloadId, WindowAggregate)>()
+    }
+
+    /// Empties the table for the next window, keeping its memory; gives it up instead when it
+    /// is far larger than `expected` (a burst window), so one burst does not pin its memory.
+    pub fn recycle(mut self, expected: usize) -> Option<Self> {
+        if self.slots.capacity() > expected.saturating_mul(4).max(4096) {
+            return None;
+        }
+        self.slots.clear();
+        self.index.clear();
+        Some(self)
+    }
+
+    /// Grows room to at least `n` aggregates.
+    pub fn reserve_total(&mut self, n: usize) {
+        self.slots.reserve(n.saturating_sub(self.slots.len()));
+        self.index.reserve(n.saturating_sub(self.index.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> WorkloadId {
+        WorkloadId(n)
+    }
+
+    #[test]
+    fn entries_are_found_again_in_first_seen_order() {
+        let mut t = WindowTable::with_capacity(2);
+        for n in [5, 3, 5, 9, 3] {
+            t.entry(id(n)).records_out += 1;
+        }
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.keys().collect::<Vec<_>>(), vec![id(5), id(3), id(9)]);
+        assert_eq!(t.get(id(5)).map(|a| a.records_out), Some(2));
+        assert_eq!(t.get(id(9)).map(|a| a.records_out), Some(1));
+        assert!(t.get(id(4)).is_none());
+        let mut agg = WindowAggregate::default();
+        agg.records_out = 7;
+        t.insert(id(9), agg);
+        assert_eq!(t.get(id(9)).map(|a| a.records_out), Some(7));
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn a_recycled_table_is_empty_and_keeps_its_room_unless_oversized() {
+        let mut t = WindowTable::with_capacity(10_000);
+        for n in 0..10_000 {
+            t.entry(id(n)).records_out = 1;
+        }
+        let room = t.table_bytes();
+        let t = t
+            .recycle(10_000)
+            .expect("a table of the expected size is kept");
+        assert!(t.is_empty());
+        assert!(t.get(id(1)).is_none());
+        assert_eq!(t.table_bytes(), room);
+        let mut big = WindowTable::with_capacity(100_000);
+        big.entry(id(1));
+        assert!(
+            big.recycle(10_000).is_none(),
+            "a burst window's table is given up"
+        );
+    }
+}
