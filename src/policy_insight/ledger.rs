@@ -719,9 +719,45 @@ mod tests {
         }
         assert!(l.len() <= 8);
         assert!(l.evictions() >= 32);
+        assert_eq!(
+            l.evictions() as usize + l.len(),
+            40,
+            "every eviction counted"
+        );
         let snap = l.snapshot();
         let mut back = PolicyLedger::new(&cfg());
         back.restore(snap.clone());
         assert_eq!(back.snapshot(), snap);
+    }
+
+    #[test]
+    fn eviction_takes_the_longest_idle_and_the_lowest_keys_among_ties() {
+        let mut dec = Decoder::default();
+        let mut l = PolicyLedger::new(&PolicyDriftConfig {
+            max_entries: 64,
+            ..cfg()
+        });
+        let line = |t: i64, port: u16| {
+            format!(
+                r#"{{"start_time":{t},"end_time":{t},"source_name_aggr":"a-*","source_namespace":"x","source_type":"wep","dest_name_aggr":"pub","dest_type":"net","dest_port":{port},"proto":"tcp","action":"allow","reporter":"src","policies":{{"all_policies":["0|default|x/default.p|allow|0"]}}}}"#
+            )
+        };
+        // Three entries idle longest (time 0), the rest tied at time 1 in scrambled port order:
+        // the eighth of 64 that goes is those three and the five lowest keys of the tied.
+        for (i, port) in (0..64u16).map(|i| (i, 1000 + (i * 37) % 64)) {
+            let t = i64::from(i >= 3);
+            l.observe(&dec.decode(line(t, port).as_bytes()).expect("decodes"), 0);
+        }
+        let mut before: Vec<(i64, FlowKey)> =
+            l.entries.iter().map(|(k, e)| (e.last_seen, *k)).collect();
+        before.sort();
+        l.observe(&dec.decode(line(2, 5000).as_bytes()).expect("decodes"), 0);
+        let mut kept: Vec<FlowKey> = l.entries.keys().copied().collect();
+        kept.sort();
+        let mut want: Vec<FlowKey> = before[8..].iter().map(|(_, k)| *k).collect();
+        want.extend(l.entries.keys().filter(|k| k.port == 5000));
+        want.sort();
+        assert_eq!(kept, want);
+        assert_eq!(l.evictions(), 8);
     }
 }
