@@ -632,40 +632,41 @@ impl Pipeline {
         mut decoded: Vec<Decoded>,
     ) -> anyhow::Result<Vec<Alert>> {
         let started = Instant::now();
-        let mut fresh: Vec<(u64, FlowRecord)> = Vec::with_capacity(decoded.len());
-        for d in decoded.drain(..) {
-            match d.result {
-                Ok(rec) => {
-                    self.stats.records += 1;
-                    fresh.push((d.line, rec));
-                }
-                Err(e) => {
-                    self.stats.bad_records += 1;
-                    let i = (d.line - first_line) as usize;
-                    let pos = batch.position(i);
-                    if let Some(dl) = &mut self.dead_letters {
-                        let reason = match batch.lines[i].truncated_len {
-                            Some(n) => format!("line of {n} bytes exceeds the maximum line length"),
-                            None => e.to_string(),
-                        };
-                        dl.send(&DeadLetter::new(pos, reason, batch.line(i)))?;
-                    }
-                }
+        for d in &decoded {
+            let Err(e) = &d.result else { continue };
+            self.stats.bad_records += 1;
+            let i = (d.line - first_line) as usize;
+            let pos = batch.position(i);
+            if let Some(dl) = &mut self.dead_letters {
+                let reason = match batch.lines[i].truncated_len {
+                    Some(n) => format!("line of {n} bytes exceeds the maximum line length"),
+                    None => e.to_string(),
+                };
+                dl.send(&DeadLetter::new(pos, reason, batch.line(i)))?;
             }
         }
+        self.stats.records += decoded.iter().filter(|d| d.result.is_ok()).count() as u64;
+        self.stage_times.decode += started.elapsed();
+        // The records go from the decoded chunk straight into the batch (copying 280-byte records
+        // through an intermediate vector was a twentieth of the sequential thread's time).
+        let fresh = decoded
+            .drain(..)
+            .filter_map(|d| d.result.ok().map(|rec| (d.line, rec)));
+        let alerts = if self.clock.is_none() {
+            self.pending.extend(fresh);
+            if self.pending.len() < self.cfg.window.auto_sample.max(1) {
+                Vec::new()
+            } else {
+                self.start_clock();
+                let pending = std::mem::take(&mut self.pending);
+                self.ingest(pending)?
+            }
+        } else {
+            self.ingest(fresh)?
+        };
         if self.decoded.capacity() < decoded.capacity() {
             self.decoded = decoded;
         }
-        self.stage_times.decode += started.elapsed();
-        if self.clock.is_none() {
-            self.pending.extend(fresh);
-            if self.pending.len() < self.cfg.window.auto_sample.max(1) {
-                return Ok(Vec::new());
-            }
-            self.start_clock();
-            fresh = std::mem::take(&mut self.pending);
-        }
-        let alerts = self.ingest(fresh)?;
         self.remember_held_origins(batch, first_line);
         self.dead_letter_rejected(Some((batch, first_line)))?;
         Ok(alerts)
@@ -936,7 +937,10 @@ impl Pipeline {
         }
     }
 
-    fn ingest(&mut self, fresh: Vec<(u64, FlowRecord)>) -> anyhow::Result<Vec<Alert>> {
+    fn ingest(
+        &mut self,
+        fresh: impl IntoIterator<Item = (u64, FlowRecord)>,
+    ) -> anyhow::Result<Vec<Alert>> {
         let started = Instant::now();
         let Some(mut clock) = self.clock.take() else {
             return Ok(Vec::new());
