@@ -417,6 +417,16 @@ impl BaselineStore {
         self.map.get(&group)
     }
 
+    /// The group's slot, for a close that reads the baseline while it scores the group's members
+    /// and then folds them in ([`BaselineStore::fold`]) with one lookup. Holds the slot's shard
+    /// locked: nothing may look another group up meanwhile on this thread.
+    pub fn entry(
+        &self,
+        group: WorkloadId,
+    ) -> dashmap::mapref::entry::Entry<'_, WorkloadId, Baseline> {
+        self.map.entry(group)
+    }
+
     /// Folds a closed window into the group's baseline.
     pub fn update(
         &self,
@@ -427,6 +437,18 @@ impl BaselineStore {
         anomalous: bool,
     ) {
         let mut b = self.map.entry(group).or_default();
+        self.fold(&mut b, agg, window, window_start, anomalous);
+    }
+
+    /// Folds one workload's closed window into its group's baseline `b`.
+    pub fn fold(
+        &self,
+        b: &mut Baseline,
+        agg: &WindowAggregate,
+        window: i64,
+        window_start: i64,
+        anomalous: bool,
+    ) {
         let warm = b.windows_seen >= self.cfg.warmup_windows;
         let n = (b.windows_seen + 1) as f64;
         let mut alpha = (1.0 / n).max(1.0 / self.cfg.memory_windows as f64);
