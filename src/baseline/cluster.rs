@@ -251,17 +251,43 @@ impl ClusterState {
     }
 }
 
-/// Keeps the most recently used half of a table.
+/// Keeps the most recently used half of a table; among entries last used in the same window, the
+/// lowest keys (whatever the table's order, so a restored daemon keeps the same ones). Cutting at
+/// a window alone emptied the table whenever over half of it was used in the newest window: past
+/// 200k destinations a window, the cluster forgot every destination at every close.
 fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
-    let mut ages: Vec<i64> = t.values().map(|s| s.last_window).collect();
-    ages.sort_unstable();
-    let cut = ages[ages.len() / 2];
-    t.retain(|_, s| s.last_window > cut);
+    let keep = t.len() / 2;
+    if keep == 0 {
+        t.clear();
+        return;
+    }
+    let mut order: Vec<(i64, K)> = t.iter().map(|(k, s)| (s.last_window, *k)).collect();
+    let newest_first = |a: &(i64, K), b: &(i64, K)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    let (cut_window, cut_key) = *order.select_nth_unstable_by(keep - 1, newest_first).1;
+    t.retain(|k, s| s.last_window > cut_window || (s.last_window == cut_window && *k <= cut_key));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_half_even_when_all_are_equally_new() {
+        let mut t: FxHashMap<u64, Sharers> = FxHashMap::default();
+        for k in 0..10u64 {
+            t.entry(k).or_default().add(1, 5);
+        }
+        t.entry(10).or_default().add(1, 7);
+        t.entry(11).or_default().add(1, 3);
+        prune(&mut t);
+        let mut kept: Vec<u64> = t.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            vec![0, 1, 2, 3, 4, 10],
+            "the newest, then the lowest keys of the tie"
+        );
+    }
 
     #[test]
     fn destinations_and_ports_idle_past_the_horizon_expire() {
