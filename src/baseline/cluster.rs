@@ -227,10 +227,10 @@ impl ClusterState {
         self.edge_ticks += 1;
         self.last_window = window;
         if self.dest_sharers.len() > TABLE_CAP {
-            prune(&mut self.dest_sharers);
+            prune(&mut self.dest_sharers, TABLE_CAP);
         }
         if self.port_sharers.len() > TABLE_CAP {
-            prune(&mut self.port_sharers);
+            prune(&mut self.port_sharers, TABLE_CAP);
         }
     }
 }
@@ -251,12 +251,13 @@ impl ClusterState {
     }
 }
 
-/// Keeps the most recently used half of a table; among entries last used in the same window, the
-/// lowest keys (whatever the table's order, so a restored daemon keeps the same ones). Cutting at
-/// a window alone emptied the table whenever over half of it was used in the newest window: past
-/// 200k destinations a window, the cluster forgot every destination at every close.
-fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
-    let keep = t.len() / 2;
+/// Cuts a table over its cap back to the most recently used half of the cap; among entries last
+/// used in the same window, the lowest keys (whatever the table's order, so a restored daemon
+/// keeps the same ones). Cutting at a window alone emptied the table whenever over half of it was
+/// used in the newest window: past 200k destinations a window, the cluster forgot every destination
+/// at every close.
+fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>, cap: usize) {
+    let keep = (cap / 2).min(t.len());
     if keep == 0 {
         t.clear();
         return;
@@ -265,6 +266,8 @@ fn prune<K: Copy + Eq + std::hash::Hash + Ord>(t: &mut FxHashMap<K, Sharers>) {
     let newest_first = |a: &(i64, K), b: &(i64, K)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
     let (cut_window, cut_key) = *order.select_nth_unstable_by(keep - 1, newest_first).1;
     t.retain(|k, s| s.last_window > cut_window || (s.last_window == cut_window && *k <= cut_key));
+    // A window of a million destinations must not leave a table of that size behind.
+    crate::limits::shrink_if_sparse(t);
 }
 
 #[cfg(test)]
@@ -279,7 +282,7 @@ mod tests {
         }
         t.entry(10).or_default().add(1, 7);
         t.entry(11).or_default().add(1, 3);
-        prune(&mut t);
+        prune(&mut t, 12);
         let mut kept: Vec<u64> = t.keys().copied().collect();
         kept.sort_unstable();
         assert_eq!(
