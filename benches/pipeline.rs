@@ -8,7 +8,7 @@ use flowwarden::baseline::{BaselineConfig, BaselineStore, ClusterState};
 use flowwarden::detect::{build_suite, DetectConfig, DetectContext};
 use flowwarden::flow::{Decoder, FlowRecord, WorkloadId};
 use flowwarden::simulate::{AttackSpec, SimConfig, Simulator};
-use flowwarden::window::{Side, WindowAggregate};
+use flowwarden::window::{Side, WindowAggregate, WindowTable};
 use rustc_hash::FxHashMap;
 use std::hint::black_box;
 
@@ -82,17 +82,16 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-fn aggregate(records: &[FlowRecord]) -> FxHashMap<WorkloadId, WindowAggregate> {
-    let mut map: FxHashMap<WorkloadId, WindowAggregate> = FxHashMap::default();
+/// Folds records into one window's table, as a pipeline shard does.
+fn aggregate(records: &[FlowRecord]) -> WindowTable {
+    let mut table = WindowTable::default();
     for rec in records {
-        map.entry(rec.src.id).or_default().add(rec, Side::Source);
+        table.entry(rec.src.id).add(rec, Side::Source);
         if rec.dst.id != rec.src.id {
-            map.entry(rec.dst.id)
-                .or_default()
-                .add(rec, Side::Destination);
+            table.entry(rec.dst.id).add(rec, Side::Destination);
         }
     }
-    map
+    table
 }
 
 fn bench_aggregate(c: &mut Criterion) {
@@ -123,15 +122,12 @@ fn bench_close(c: &mut Criterion) {
         if *w == last {
             break;
         }
-        for (id, agg) in aggregate(recs) {
-            let _ = id;
-            store.update(agg.group, &agg, *w, first + w * flush, false);
+        for (_, agg) in aggregate(recs).iter() {
+            store.update(agg.group, agg, *w, first + w * flush, false);
         }
     }
     let mut items: Vec<(WorkloadId, WindowAggregate)> =
-        aggregate(windows.get(&last).map_or(&[][..], Vec::as_slice))
-            .into_iter()
-            .collect();
+        aggregate(windows.get(&last).map_or(&[][..], Vec::as_slice)).into_entries();
     items.sort_unstable_by_key(|(id, _)| *id);
     for (_, agg) in &mut items {
         agg.normalize();

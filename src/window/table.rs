@@ -86,6 +86,11 @@ impl WindowTable {
         self.slots.iter_mut().map(|(id, agg)| (*id, agg))
     }
 
+    /// The workloads and their aggregates, in first-seen order.
+    pub fn into_entries(self) -> Vec<(WorkloadId, WindowAggregate)> {
+        self.slots
+    }
+
     /// Workloads held.
     pub fn keys(&self) -> impl Iterator<Item = WorkloadId> + '_ {
         self.slots.iter().map(|(id, _)| *id)
@@ -135,8 +140,10 @@ mod tests {
         assert_eq!(t.get(id(5)).map(|a| a.records_out), Some(2));
         assert_eq!(t.get(id(9)).map(|a| a.records_out), Some(1));
         assert!(t.get(id(4)).is_none());
-        let mut agg = WindowAggregate::default();
-        agg.records_out = 7;
+        let agg = WindowAggregate {
+            records_out: 7,
+            ..WindowAggregate::default()
+        };
         t.insert(id(9), agg);
         assert_eq!(t.get(id(9)).map(|a| a.records_out), Some(7));
         assert_eq!(t.len(), 3);
