@@ -114,9 +114,10 @@ impl WindowTable {
         Some(self)
     }
 
-    /// Grows room to at least `n` aggregates.
+    /// Grows room to at least `n` aggregates (exactly: doubling a recycled table's vector to fit a
+    /// window a little larger than the last would leave half of it unused).
     pub fn reserve_total(&mut self, n: usize) {
-        self.slots.reserve(n.saturating_sub(self.slots.len()));
+        self.slots.reserve_exact(n.saturating_sub(self.slots.len()));
         self.index.reserve(n.saturating_sub(self.index.len()));
     }
 }
