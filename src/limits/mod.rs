@@ -212,7 +212,16 @@ pub struct StateBudget {
     admission_bytes: usize,
     /// An admission changed since `admission_bytes` was summed.
     admission_dirty: bool,
+    /// Registry bytes after a name pass that found nothing to evict: the next pass waits until the
+    /// registry has grown past this by [`NAME_PASS_GROWTH`] of its capacity.
+    futile_name_pass_at: Option<usize>,
 }
+
+/// Share of the registry's capacity it must grow by after a name pass that evicted nothing before
+/// another pass runs. With a registry nearly full of workloads that all have baselines or open
+/// aggregates, every close rescanned it (2M names, and a set of 4M open ids, per close) to evict
+/// nothing.
+const NAME_PASS_GROWTH: usize = 64;
 
 impl History for BaselineStore {
     fn windows_seen(&self, group: WorkloadId) -> u64 {
@@ -239,6 +248,7 @@ impl StateBudget {
             state_bytes: 0,
             admission_bytes: 0,
             admission_dirty: false,
+            futile_name_pass_at: None,
         }
     }
 
@@ -314,13 +324,18 @@ impl StateBudget {
             total = estimate(state.baselines);
         }
         // Names go when the registry is nearly full or their baselines just went.
-        if report.evicted_baselines > 0 || reg.bytes() as f64 > reg.capacity() as f64 * 0.9 {
+        let nearly_full = reg.bytes() as f64 > reg.capacity() as f64 * 0.9;
+        let grown = self
+            .futile_name_pass_at
+            .is_none_or(|at| reg.bytes() > at + reg.capacity() / NAME_PASS_GROWTH);
+        if report.evicted_baselines > 0 || (nearly_full && grown) {
             let open = (state.open_ids)();
             let baselines = state.baselines;
             report.evicted_names = reg.evict(|id, info| {
                 open.contains(&id)
                     || baselines.windows_seen(crate::pipeline::group_of(id, info)) > 0
             }) as u64;
+            self.futile_name_pass_at = (report.evicted_names == 0).then(|| reg.bytes());
             total = estimate(state.baselines);
         }
         self.state_bytes = total;
