@@ -703,19 +703,28 @@ mod tests {
         assert_eq!(f[0].evidence["changes"][0]["staged"]["kind"], "snp");
     }
 
+    /// A ledger holding at most `max_entries`.
+    fn capped(max_entries: usize) -> PolicyLedger {
+        PolicyLedger::new(&PolicyDriftConfig {
+            max_entries,
+            ..cfg()
+        })
+    }
+
+    /// An allowed egress record at time `t` from one workload to the internet on `port`.
+    fn egress(dec: &mut Decoder, t: i64, port: u16) -> FlowRecord {
+        let line = format!(
+            r#"{{"start_time":{t},"end_time":{t},"source_name_aggr":"a-*","source_namespace":"x","source_type":"wep","dest_name_aggr":"pub","dest_type":"net","dest_port":{port},"proto":"tcp","action":"allow","reporter":"src","policies":{{"all_policies":["0|default|x/default.p|allow|0"]}}}}"#
+        );
+        dec.decode(line.as_bytes()).expect("decodes")
+    }
+
     #[test]
     fn the_cap_evicts_and_counts() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&PolicyDriftConfig {
-            max_entries: 8,
-            ..cfg()
-        });
+        let mut l = capped(8);
         for p in 0..40u16 {
-            let line = format!(
-                r#"{{"start_time":{p},"end_time":{p},"source_name_aggr":"a-*","source_namespace":"x","source_type":"wep","dest_name_aggr":"pub","dest_type":"net","dest_port":{},"proto":"tcp","action":"allow","reporter":"src","policies":{{"all_policies":["0|default|x/default.p|allow|0"]}}}}"#,
-                1000 + p
-            );
-            l.observe(&dec.decode(line.as_bytes()).expect("decodes"), 0);
+            l.observe(&egress(&mut dec, i64::from(p), 1000 + p), 0);
         }
         assert!(l.len() <= 8);
         assert!(l.evictions() >= 32);
@@ -733,25 +742,17 @@ mod tests {
     #[test]
     fn eviction_takes_the_longest_idle_and_the_lowest_keys_among_ties() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&PolicyDriftConfig {
-            max_entries: 64,
-            ..cfg()
-        });
-        let line = |t: i64, port: u16| {
-            format!(
-                r#"{{"start_time":{t},"end_time":{t},"source_name_aggr":"a-*","source_namespace":"x","source_type":"wep","dest_name_aggr":"pub","dest_type":"net","dest_port":{port},"proto":"tcp","action":"allow","reporter":"src","policies":{{"all_policies":["0|default|x/default.p|allow|0"]}}}}"#
-            )
-        };
+        let mut l = capped(64);
         // Three entries idle longest (time 0), the rest tied at time 1 in scrambled port order:
         // the eighth of 64 that goes is those three and the five lowest keys of the tied.
         for (i, port) in (0..64u16).map(|i| (i, 1000 + (i * 37) % 64)) {
             let t = i64::from(i >= 3);
-            l.observe(&dec.decode(line(t, port).as_bytes()).expect("decodes"), 0);
+            l.observe(&egress(&mut dec, t, port), 0);
         }
         let mut before: Vec<(i64, FlowKey)> =
             l.entries.iter().map(|(k, e)| (e.last_seen, *k)).collect();
         before.sort();
-        l.observe(&dec.decode(line(2, 5000).as_bytes()).expect("decodes"), 0);
+        l.observe(&egress(&mut dec, 2, 5000), 0);
         let mut kept: Vec<FlowKey> = l.entries.keys().copied().collect();
         kept.sort();
         let mut want: Vec<FlowKey> = before[8..].iter().map(|(_, k)| *k).collect();
