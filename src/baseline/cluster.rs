@@ -19,8 +19,10 @@ pub const TABLE_CAP: usize = 200_000;
 /// Which source groups use something (capped).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sharers {
-    /// Distinct source groups (up to [`SHARERS_CAP`]).
-    pub groups: Vec<u64>,
+    /// Distinct source groups (up to [`SHARERS_CAP`]). The first two inline: most destinations
+    /// have one or two users, and a heap block per destination was a third of folding a window of
+    /// a million destinations into the cluster state. Serialised as a sequence, as a `Vec` was.
+    pub groups: smallvec::SmallVec<[u64; 2]>,
     /// Last window it was used.
     pub last_window: i64,
 }
