@@ -73,7 +73,7 @@ impl Detector for NewPeer {
             }
             // Only a new peer is looked up: the registry is a cache miss per workload at 100k.
             let cross_namespace = reg.get(p.peer).is_none_or(|i| {
-                xxhash_rust::xxh3::xxh3_64(i.namespace.as_bytes()) != agg.namespace
+                crate::flow::registry::namespace_hash(&i.namespace) != agg.namespace
             });
             let w = if p.port == 53 {
                 cfg.dns_weight

@@ -518,7 +518,7 @@ impl Decoder {
             id,
             group,
             kind,
-            namespace: xxhash_rust::xxh3::xxh3_64(namespace.as_bytes()),
+            namespace: crate::flow::registry::namespace_hash(namespace),
             ip,
             port: None,
             public,

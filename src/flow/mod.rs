@@ -228,8 +228,8 @@ pub struct Endpoint {
     pub group: WorkloadId,
     /// Endpoint kind.
     pub kind: EndpointType,
-    /// xxh3-64 of the namespace as written (0 when unknown): the window close groups workloads by
-    /// namespace without looking each one up in the registry.
+    /// [`registry::namespace_hash`] of the namespace as written (the registry keeps the same
+    /// string): the window close groups workloads by namespace without looking each one up.
     pub namespace: u64,
     /// IP when the record keeps one (aggregation level 0/1, or external addresses).
     pub ip: Option<IpAddr>,

@@ -30,6 +30,12 @@ impl WorkloadId {
     }
 }
 
+/// The hash a namespace is compared by ([`crate::flow::Endpoint::namespace`], the aggregates'
+/// `namespace`): one definition for the decoder that sets it and the detectors that compare with it.
+pub fn namespace_hash(namespace: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(namespace.as_bytes())
+}
+
 /// What the registry knows about a workload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadInfo {
