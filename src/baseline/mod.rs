@@ -632,8 +632,9 @@ impl BaselineStore {
                 heap += b.heap_bytes() - b.horizon.as_ref().map_or(0, |h| h.heap_bytes());
                 sampled += 1;
             }
-            // Tables double when they grow: count a slot twice (see `limits::SLOT_SLACK`).
-            let slot = (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * 2;
+            // Tables double when they grow.
+            let slot =
+                (std::mem::size_of::<(WorkloadId, Baseline)>() + 1) * crate::limits::SLOT_SLACK;
             // Allocator overhead: about 16 bytes per heap block, a few blocks per baseline.
             per_entry = slot + heap / sampled.max(1) + 48;
             self.sampled_per_entry.store(per_entry, Ordering::Relaxed);

@@ -35,9 +35,10 @@ impl WindowTable {
     }
 
     /// Worst-case bytes per aggregate beyond its heap: both the index and the vector double when
-    /// they grow, so an entry costs up to twice its size.
+    /// they grow, so an entry costs up to [`crate::limits::SLOT_SLACK`] times its size.
     pub const fn worst_entry_bytes() -> usize {
-        (INDEX_ENTRY_BYTES + std::mem::size_of::<(WorkloadId, WindowAggregate)>()) * 2
+        (INDEX_ENTRY_BYTES + std::mem::size_of::<(WorkloadId, WindowAggregate)>())
+            * crate::limits::SLOT_SLACK
     }
 
     /// Aggregates held.
@@ -103,10 +104,11 @@ impl WindowTable {
             + self.slots.capacity() * std::mem::size_of::<(WorkloadId, WindowAggregate)>()
     }
 
-    /// Empties the table for the next window, keeping its memory; gives it up instead when it
-    /// is far larger than `expected` (a burst window), so one burst does not pin its memory.
-    pub fn recycle(mut self, expected: usize) -> Option<Self> {
-        if self.slots.capacity() > expected.saturating_mul(4).max(4096) {
+    /// Empties the table for the next window, keeping its memory; gives it up instead when its
+    /// room is far larger than what it held (sized for an earlier burst), so one burst does not
+    /// pin its memory.
+    pub fn recycle(mut self) -> Option<Self> {
+        if self.slots.capacity() > self.slots.len().saturating_mul(4).max(4096) {
             return None;
         }
         self.slots.clear();
@@ -157,17 +159,15 @@ mod tests {
             t.entry(id(n)).records_out = 1;
         }
         let room = t.table_bytes();
-        let t = t
-            .recycle(10_000)
-            .expect("a table of the expected size is kept");
+        let t = t.recycle().expect("a table as full as its room is kept");
         assert!(t.is_empty());
         assert!(t.get(id(1)).is_none());
         assert_eq!(t.table_bytes(), room);
         let mut big = WindowTable::with_capacity(100_000);
         big.entry(id(1));
         assert!(
-            big.recycle(10_000).is_none(),
-            "a burst window's table is given up"
+            big.recycle().is_none(),
+            "a table sized for a burst is given up"
         );
     }
 }
