@@ -59,6 +59,9 @@ pub struct Decoder {
     service_buf: String,
     /// Workloads this thread registered: id → (kind, group).
     known: FxHashMap<u64, (EndpointType, WorkloadId)>,
+    /// Entries `known` may hold before it starts over ([`KNOWN_CAP`] or more, see
+    /// [`Decoder::remember`]).
+    known_cap: usize,
     /// The registry's eviction generation `known` was filled under: when the registry drops names,
     /// the cache starts over so a returning workload registers its name again.
     known_generation: u64,
@@ -71,9 +74,9 @@ pub struct Decoder {
 
 /// Entries a per-thread string cache holds before it starts over (bounded memory, invariant 5).
 const CACHE_CAP: usize = 1 << 16;
-/// Workloads a decoder remembers having registered before it starts over: an identity flood must not
-/// grow every thread's cache without bound (about 3 MiB each at this size). A workload forgotten
-/// here takes the full parse once more, which finds it in the registry.
+/// Workloads a decoder remembers having registered before it first asks the registry how many
+/// workloads there are (about 3 MiB of cache at this size). A workload forgotten here is looked up in
+/// the registry, or takes the full parse once more.
 pub const KNOWN_CAP: usize = 1 << 16;
 
 impl Default for Decoder {
@@ -93,6 +96,7 @@ impl Decoder {
             key_buf: String::with_capacity(128),
             service_buf: String::with_capacity(128),
             known: FxHashMap::default(),
+            known_cap: KNOWN_CAP,
             known_generation: WorkloadRegistry::global().generation(),
             interned: FxHashMap::default(),
             policy_ids: FxHashMap::default(),
@@ -425,10 +429,19 @@ impl Decoder {
         true
     }
 
-    /// Notes that this thread registered `id`, starting the cache over when full ([`KNOWN_CAP`]).
+    /// Notes that this thread registered `id`. A full cache grows to a quarter more than the
+    /// registry holds, so with more live workloads than [`KNOWN_CAP`] it does not start over every
+    /// few records and send each one to the shared map (at 2M workloads those look-ups were a tenth
+    /// of the run). It starts over only when it holds more than that: the registry refused names
+    /// (an identity flood), so the registry's bounded capacity bounds this cache too.
     fn remember(&mut self, id: WorkloadId, kind: EndpointType, group: WorkloadId) {
-        if self.known.len() >= KNOWN_CAP {
-            self.known.clear();
+        if self.known.len() >= self.known_cap {
+            let room = WorkloadRegistry::global().len().saturating_mul(5) / 4;
+            if room > self.known.len() {
+                self.known_cap = room;
+            } else {
+                self.known.clear();
+            }
         }
         self.known.insert(id.0, (kind, group));
     }

@@ -143,10 +143,12 @@ pub fn cluster_bytes(c: &ClusterState) -> usize {
     (c.dest_sharers.len() + c.port_sharers.len()) * (sharers + 16) * 8 / 7 + 4 * 4 * 4096 * 8 * 3
 }
 
-/// Bytes the decoders' per-thread caches of registered workloads may hold.
+/// Bytes the decoders' per-thread caches of registered workloads may hold: each grows to a quarter
+/// more entries than the registry has (see `Decoder::remember`).
 pub fn decoder_cache_bytes(threads: usize) -> usize {
+    let entries = crate::flow::decode::KNOWN_CAP.max(WorkloadRegistry::global().len() * 5 / 4);
     // One decoder per worker plus the caller's; a full cache's table has twice its entries in slots.
-    (threads + 1) * crate::flow::decode::KNOWN_CAP * 2 * 25
+    (threads + 1) * entries * 2 * 25
 }
 
 /// Gives a hash map's memory back when under a quarter of its slots are used (after an expiry
