@@ -17,6 +17,7 @@ use crate::baseline::{BaselineStore, ClusterState};
 use crate::config::Config;
 use crate::detect::multivariate::Profile;
 use crate::detect::{build_suite, DetectContext, Detector, Finding};
+use crate::flow::id_map::{prefetch, prefetch_line};
 use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
 use crate::sink::{DeadLetter, DeadLetterSink};
 use crate::source::LineBatch;
@@ -1115,6 +1116,25 @@ impl Pipeline {
                             None => WindowTable::with_capacity(hint),
                         });
                     for (k, (rec, &side)) in run_records.iter().zip(run_sides).enumerate() {
+                        // Past 100k workloads the index and the aggregates miss the cache: ask
+                        // for the index entries of the records PREFETCH_AHEAD on, and for the
+                        // aggregates of those half as far on (their index entries came earlier).
+                        if let Some(ahead) = run_records.get(k + PREFETCH_AHEAD) {
+                            for id in [ahead.src.id, ahead.dst.id]
+                                .into_iter()
+                                .filter(|&id| owns(id))
+                            {
+                                map.prefetch_index(id);
+                            }
+                        }
+                        if let Some(ahead) = run_records.get(k + PREFETCH_AHEAD / 2) {
+                            for id in [ahead.src.id, ahead.dst.id]
+                                .into_iter()
+                                .filter(|&id| owns(id))
+                            {
+                                map.prefetch_aggregate(id);
+                            }
+                        }
                         if owns(rec.src.id) && side & SOURCE_SIDE != 0 {
                             let agg = map.entry(rec.src.id);
                             let changed = agg.add(rec, Side::Source);
@@ -1297,7 +1317,7 @@ impl Pipeline {
         if want_profiles {
             for (i, (_, _, agg)) in items.iter().enumerate() {
                 if let Some((_, _, ahead)) = items.get(i + PREFETCH_AHEAD) {
-                    prefetch_aggregate(ahead);
+                    prefetch::<WindowAggregate>(ahead);
                 }
                 if agg.records_out == 0 {
                     continue;
@@ -1348,10 +1368,10 @@ impl Pipeline {
                         // The aggregates are scattered over the shards' maps: ask for the ones a few
                         // items on while this one is scored.
                         if let Some((_, _, ahead)) = chunk.get(i + PREFETCH_AHEAD) {
-                            prefetch_aggregate(ahead);
+                            prefetch::<WindowAggregate>(ahead);
                         }
                         if let Some((_, _, ahead)) = chunk.get(i + PREFETCH_AHEAD / 2) {
-                            prefetch(ahead.peers.as_ptr());
+                            prefetch_line(ahead.peers.as_ptr());
                         }
                         let (_, id, agg) = &chunk[i];
                         let before = scored.findings.len();
@@ -1568,29 +1588,10 @@ const PARALLEL_CLOSE_MIN: usize = 2048;
 /// its shard's map.
 type CloseItem<'a> = (WorkloadId, WorkloadId, &'a mut WindowAggregate);
 
-/// How many aggregates ahead a close asks the memory for.
+/// How many items ahead a close asks the memory for aggregates, and how many records ahead
+/// aggregation asks for window-table index entries (half as far for aggregates): enough to cover a
+/// memory miss with the work on the items in between.
 const PREFETCH_AHEAD: usize = 8;
-
-/// Asks for the cache line at `p` ahead of use (a hint: no effect on results, none off x86-64).
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// Asks for every cache line of an aggregate.
-#[inline(always)]
-fn prefetch_aggregate(agg: &WindowAggregate) {
-    let base: *const u8 = (agg as *const WindowAggregate).cast();
-    for offset in (0..std::mem::size_of::<WindowAggregate>()).step_by(64) {
-        prefetch(base.wrapping_add(offset));
-    }
-}
 
 /// What scoring a chunk of a closed window gives: the findings, and what the cluster state folds in
 /// after every chunk is done.

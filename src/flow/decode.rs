@@ -17,8 +17,8 @@ use crate::flow::raw::{Labels, PolicyEntry, RawFlow};
 use crate::flow::registry::{canonical_key, StringTable, WorkloadRegistry};
 use crate::flow::scanner::LineScanner;
 use crate::flow::{
-    Action, Endpoint, EndpointType, FlowRecord, Format, Proto, Reporter, TcpStats, WorkloadId,
-    WorkloadInfo,
+    Action, Endpoint, EndpointType, FlowRecord, Format, IdMap, Proto, Reporter, TcpStats,
+    WorkloadId, WorkloadInfo,
 };
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -58,7 +58,7 @@ pub struct Decoder {
     key_buf: String,
     service_buf: String,
     /// Workloads this thread registered: id → (kind, group).
-    known: FxHashMap<u64, (EndpointType, WorkloadId)>,
+    known: IdMap<(EndpointType, WorkloadId)>,
     /// Entries `known` may hold before it starts over ([`KNOWN_CAP`] or more, see
     /// [`Decoder::remember`]).
     known_cap: usize,
@@ -95,7 +95,7 @@ impl Decoder {
             tape: None,
             key_buf: String::with_capacity(128),
             service_buf: String::with_capacity(128),
-            known: FxHashMap::default(),
+            known: IdMap::default(),
             known_cap: KNOWN_CAP,
             known_generation: WorkloadRegistry::global().generation(),
             interned: FxHashMap::default(),
@@ -415,7 +415,7 @@ impl Decoder {
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
         let id = WorkloadId::of_key(&self.key_buf);
-        if self.known.contains_key(&id.0) {
+        if self.known.contains(id) {
             return true;
         }
         // Not in this thread's cache (new to the thread, or the cache started over with more
@@ -443,7 +443,7 @@ impl Decoder {
                 self.known.clear();
             }
         }
-        self.known.insert(id.0, (kind, group));
+        self.known.insert(id, (kind, group));
     }
 
     /// Interns through this thread's cache.
@@ -504,8 +504,8 @@ impl Decoder {
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
         let id = WorkloadId::of_key(&self.key_buf);
-        let group = match self.known.get(&id.0) {
-            Some(&(k, g)) if k == kind => g,
+        let group = match self.known.get(id) {
+            Some((k, g)) if k == kind => g,
             Some(_) => self.group_of(kind, namespace, name_aggr, id),
             None => {
                 let labels = labels?;

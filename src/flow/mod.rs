@@ -7,12 +7,14 @@
 
 pub mod decode;
 pub mod fields;
+pub mod id_map;
 pub mod policy;
 pub mod raw;
 pub mod registry;
 pub mod scanner;
 
 pub use decode::{DecodeError, Decoder};
+pub use id_map::IdMap;
 pub use raw::RawFlow;
 pub use registry::{WorkloadId, WorkloadInfo, WorkloadRegistry};
 

@@ -8,8 +8,8 @@
 //! end of the record that introduced it (a victim flooded by spoofed sources, a workload contacting
 //! invented peers) and to its kind, in small heavy-hitter tables, so the flood alert can name them.
 
-use crate::flow::{Endpoint, EndpointType, FlowRecord, WorkloadId};
-use rustc_hash::{FxHashMap, FxHashSet};
+use crate::flow::{Endpoint, EndpointType, FlowRecord, IdMap, WorkloadId};
+use rustc_hash::FxHashMap;
 
 /// Entries a heavy-hitter table keeps (Misra-Gries: any key with more than `1/HITTERS` of the
 /// stream is in it).
@@ -106,7 +106,9 @@ impl IdentityKind {
 /// Admission state of one open window.
 #[derive(Debug, Default)]
 pub struct WindowAdmission {
-    admitted: FxHashSet<WorkloadId>,
+    /// Workloads admitted (an [`IdMap`]: two probes per record, each a cache miss at a million
+    /// workloads with a `HashSet`'s separate control bytes).
+    admitted: IdMap<()>,
     /// Workloads with no history at all that appeared in the window.
     pub new_identities: u64,
     /// Record sides refused because the window was full.
@@ -133,6 +135,21 @@ pub trait History {
 }
 
 impl WindowAdmission {
+    /// An empty admission that fills `room` (a closed window's set, cleared), so a window of a
+    /// million workloads does not grow a new set and fault its pages in again.
+    pub fn with_room(mut room: IdMap<()>) -> Self {
+        room.clear();
+        WindowAdmission {
+            admitted: room,
+            ..WindowAdmission::default()
+        }
+    }
+
+    /// The admitted set's room, for the next window.
+    pub fn into_room(self) -> IdMap<()> {
+        self.admitted
+    }
+
     /// Workloads admitted so far.
     pub fn admitted(&self) -> usize {
         self.admitted.len()
@@ -173,7 +190,7 @@ impl WindowAdmission {
         established: u64,
         history: &dyn History,
     ) -> bool {
-        if self.admitted.contains(&ep.id) {
+        if self.admitted.contains(ep.id) {
             return true;
         }
         // First sight in this window: a history lookup, once per workload and window.
@@ -186,7 +203,7 @@ impl WindowAdmission {
             self.examples.entry(kind).or_insert(ep.id);
         }
         if self.admitted.len() < cap || seen >= established {
-            self.admitted.insert(ep.id);
+            self.admitted.insert(ep.id, ());
             true
         } else {
             self.refused_sides += 1;
@@ -196,7 +213,7 @@ impl WindowAdmission {
 
     /// Estimated bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.admitted.capacity() * (std::mem::size_of::<WorkloadId>() + 1) + 2048
+        self.admitted.table_bytes() + 2048
     }
 }
 

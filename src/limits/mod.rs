@@ -21,7 +21,7 @@ pub mod admission;
 use crate::alert::Band;
 use crate::baseline::{BaselineStore, ClusterState};
 use crate::detect::{severity_for, Finding, Scope};
-use crate::flow::{FlowRecord, WorkloadId, WorkloadRegistry};
+use crate::flow::{FlowRecord, IdMap, WorkloadId, WorkloadRegistry};
 use admission::{History, WindowAdmission};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -217,6 +217,8 @@ pub struct StateBudget {
     /// Registry bytes after a name pass that found nothing to evict: the next pass waits until the
     /// registry has grown past this by [`NAME_PASS_GROWTH`] of its capacity.
     futile_name_pass_at: Option<usize>,
+    /// The largest admitted set of a closed window, cleared, for the next window to fill.
+    spare_admitted: IdMap<()>,
 }
 
 /// Share of the registry's capacity it must grow by after a name pass that evicted nothing before
@@ -251,6 +253,7 @@ impl StateBudget {
             admission_bytes: 0,
             admission_dirty: false,
             futile_name_pass_at: None,
+            spare_admitted: IdMap::default(),
         }
     }
 
@@ -273,9 +276,10 @@ impl StateBudget {
     #[inline]
     pub fn admit(&mut self, w: i64, rec: &FlowRecord, history: &dyn History) -> u8 {
         self.admission_dirty = true;
+        let spare = &mut self.spare_admitted;
         self.windows
             .entry(w)
-            .or_default()
+            .or_insert_with(|| WindowAdmission::with_room(std::mem::take(spare)))
             .admit(rec, self.window_cap, self.established, history)
     }
 
@@ -301,7 +305,8 @@ impl StateBudget {
         } else {
             self.admission_bytes = self.admission_bytes.saturating_sub(admission.heap_bytes());
         }
-        let admissions = self.admission_bytes;
+
+        let admissions = self.admission_bytes + self.spare_admitted.table_bytes();
         let estimate = |b: &BaselineStore| {
             reg.bytes()
                 + b.estimated_bytes()
@@ -353,6 +358,10 @@ impl StateBudget {
             "state budget"
         );
         report.finding = self.flood_finding(&admission, &report, window_start, window_end);
+        let room = admission.into_room();
+        if room.capacity() >= self.spare_admitted.capacity() {
+            self.spare_admitted = room;
+        }
         report
     }
 

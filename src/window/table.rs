@@ -1,35 +1,34 @@
 //! `WindowTable`: one open window's aggregates on one shard, keyed by workload.
 //!
-//! The aggregates live side by side in a vector in first-seen order; a small hash index maps a
-//! workload to its slot. A plain `HashMap<WorkloadId, WindowAggregate>` kept the 440-byte
-//! aggregates in its buckets, and buckets come in powers of two at a 7/8 load: a window of 2M
-//! workloads took 4M buckets (1.8 GB) and probing touched aggregates on the way. Here only the
-//! 16-byte index entries are rounded up and probed, and the aggregates take what they use.
+//! The aggregates live side by side in a vector in first-seen order; a small hash index (an
+//! [`IdMap`], key and slot together) maps a workload to its slot. A plain
+//! `HashMap<WorkloadId, WindowAggregate>` kept the 440-byte aggregates in its buckets, and buckets
+//! come in powers of two at a 7/8 load: a window of 2M workloads took 4M buckets (1.8 GB) and
+//! probing touched aggregates on the way. Here only the 16-byte index entries are rounded up and
+//! probed, and the aggregates take what they use.
 //!
 //! A closed window's table is cleared and handed to the shard's next window
 //! ([`WindowTable::recycle`]): reusing its pages instead of mapping fresh ones took the page-fault
 //! time out of aggregating at a million workloads.
 
-use rustc_hash::FxHashMap;
-
 use super::WindowAggregate;
-use crate::flow::WorkloadId;
+use crate::flow::{IdMap, WorkloadId};
 
 /// One window's aggregates on one shard.
 #[derive(Default)]
 pub struct WindowTable {
-    index: FxHashMap<WorkloadId, u32>,
+    index: IdMap<u32>,
     slots: Vec<(WorkloadId, WindowAggregate)>,
 }
 
-/// Bytes of one index entry (key, slot and the table's control byte).
-const INDEX_ENTRY_BYTES: usize = std::mem::size_of::<(WorkloadId, u32)>() + 1;
+/// Bytes of one index entry: key and slot, at the index's fullest load of 3/4.
+const INDEX_ENTRY_BYTES: usize = std::mem::size_of::<(u64, u32)>() * 4 / 3;
 
 impl WindowTable {
     /// An empty table with room for `n` aggregates.
     pub fn with_capacity(n: usize) -> Self {
         WindowTable {
-            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            index: IdMap::with_capacity(n),
             slots: Vec::with_capacity(n),
         }
     }
@@ -55,26 +54,42 @@ impl WindowTable {
     #[inline]
     pub fn entry(&mut self, id: WorkloadId) -> &mut WindowAggregate {
         let next = self.slots.len();
-        let slot = *self.index.entry(id).or_insert_with(|| {
-            // A window holds at most a few million aggregates (the admission cap); u32 is ample.
-            next as u32
-        }) as usize;
-        if slot == next {
-            self.slots.push((id, WindowAggregate::default()));
+        // A window holds at most a few million aggregates (the admission cap); u32 is ample.
+        match self.index.entry(id, next as u32).0 {
+            Some(slot) => &mut self.slots[slot as usize].1,
+            None => {
+                self.slots.push((id, WindowAggregate::default()));
+                &mut self.slots[next].1
+            }
         }
-        &mut self.slots[slot].1
     }
 
     /// Puts an aggregate in, replacing the workload's current one.
+    /// Starts loading `id`'s index entry, for an [`entry`](Self::entry) some records later.
+    #[inline]
+    pub fn prefetch_index(&self, id: WorkloadId) {
+        self.index.prefetch(id);
+    }
+
+    /// Starts loading `id`'s aggregate when it has one. Its index entry should be in the cache
+    /// already ([`prefetch_index`](Self::prefetch_index) a few records earlier), so the two misses
+    /// of an `entry` at a million workloads overlap with work on the records before it.
+    #[inline]
+    pub fn prefetch_aggregate(&self, id: WorkloadId) {
+        if let Some(slot) = self.index.get(id) {
+            if let Some(entry) = self.slots.get(slot as usize) {
+                crate::flow::id_map::prefetch(entry);
+            }
+        }
+    }
+
     pub fn insert(&mut self, id: WorkloadId, agg: WindowAggregate) {
         *self.entry(id) = agg;
     }
 
     /// The workload's aggregate, if it has one.
     pub fn get(&self, id: WorkloadId) -> Option<&WindowAggregate> {
-        self.index
-            .get(&id)
-            .map(|&slot| &self.slots[slot as usize].1)
+        self.index.get(id).map(|slot| &self.slots[slot as usize].1)
     }
 
     /// Workloads and aggregates, in first-seen order.
@@ -100,7 +115,7 @@ impl WindowTable {
     /// Bytes held by the index and the slots (capacity, not just what is used), without the
     /// aggregates' heap.
     pub fn table_bytes(&self) -> usize {
-        self.index.capacity() * INDEX_ENTRY_BYTES
+        self.index.table_bytes()
             + self.slots.capacity() * std::mem::size_of::<(WorkloadId, WindowAggregate)>()
     }
 
@@ -120,7 +135,7 @@ impl WindowTable {
     /// window a little larger than the last would leave half of it unused).
     pub fn reserve_total(&mut self, n: usize) {
         self.slots.reserve_exact(n.saturating_sub(self.slots.len()));
-        self.index.reserve(n.saturating_sub(self.index.len()));
+        self.index.reserve(n);
     }
 }
 
