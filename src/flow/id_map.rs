@@ -28,7 +28,8 @@ pub struct IdMap<V: Copy> {
     len: usize,
     /// The value of id 0, which cannot live in `slots`.
     zero: Option<V>,
-    /// `64 - log2(slots.len())`: the mix's top bits are the home slot.
+    /// `64 - log2(slots.len())`: the mix's top bits are the home slot. 64 while `slots` is
+    /// empty, when nothing may compute a home slot.
     shift: u32,
 }
 
@@ -176,8 +177,9 @@ impl<V: Copy + Default> IdMap<V> {
     /// Asks the CPU to start loading `id`'s home slot, for a look-up a little later.
     #[inline]
     pub fn prefetch(&self, id: WorkloadId) {
-        if let Some(slot) = self.slots.get(self.home(id.0)) {
-            prefetch(slot);
+        // An empty table has no home slot (and its shift is 64, too far to shift by).
+        if !self.slots.is_empty() {
+            prefetch(&self.slots[self.home(id.0)]);
         }
     }
 
