@@ -172,12 +172,21 @@ impl Decoder {
         Ok(f(&raw))
     }
 
-    /// Forgets which workloads this thread registered if the registry dropped names since.
+    /// Forgets which workloads this thread registered if the registry dropped names since. The
+    /// cache's room goes too when it is four times what the registry now needs (the registry
+    /// shrank after a flood or churn), so memory follows the state down.
     #[inline]
     fn sync_known(&mut self) {
-        let generation = WorkloadRegistry::global().generation();
+        let registry = WorkloadRegistry::global();
+        let generation = registry.generation();
         if generation != self.known_generation {
-            self.known.clear();
+            let needed = KNOWN_CAP.max(registry.len().saturating_mul(5) / 4);
+            if self.known.capacity() > needed.saturating_mul(4) {
+                self.known.clear_and_free();
+                self.known_cap = KNOWN_CAP;
+            } else {
+                self.known.clear();
+            }
             self.known_generation = generation;
         }
     }

@@ -9,8 +9,10 @@
 //! records' misses while it works on this one.
 //!
 //! Ids are already xxh3 hashes; the home slot comes from a multiplicative (Fibonacci) mix of the id,
-//! as `FxHash` would give, so the spread does not rely on the low bits alone. Id 0 is the empty
-//! marker in the slots and is kept beside them.
+//! as `FxHash` would give, so the spread does not rely on the low bits alone. Like the `FxHash`
+//! maps it replaced, it is not keyed: names crafted so that their ids collide would lengthen
+//! probes (the admission cap and the registry's capacity bound how many such names are held). Id 0
+//! is the empty marker in the slots and is kept beside them.
 
 use super::WorkloadId;
 
