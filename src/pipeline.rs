@@ -1102,6 +1102,14 @@ impl Pipeline {
                 let run_records = &records[i..i + run];
                 let run_sides = &sides[i..i + run];
                 let owns = |id: WorkloadId| id.0 % threads == s as u64;
+                // The ids of the record at `k` in the run that this shard aggregates.
+                let owned_ids = |k: usize| {
+                    run_records
+                        .get(k)
+                        .into_iter()
+                        .flat_map(|r| [r.src.id, r.dst.id])
+                        .filter(|&id| owns(id))
+                };
                 // A shard holds only the windows it has records for.
                 if run_records.iter().any(|r| owns(r.src.id) || owns(r.dst.id)) {
                     let (hint, spare) = (shard.last_window_len, &mut shard.spare);
@@ -1119,21 +1127,11 @@ impl Pipeline {
                         // Past 100k workloads the index and the aggregates miss the cache: ask
                         // for the index entries of the records PREFETCH_AHEAD on, and for the
                         // aggregates of those half as far on (their index entries came earlier).
-                        if let Some(ahead) = run_records.get(k + PREFETCH_AHEAD) {
-                            for id in [ahead.src.id, ahead.dst.id]
-                                .into_iter()
-                                .filter(|&id| owns(id))
-                            {
-                                map.prefetch_index(id);
-                            }
+                        for id in owned_ids(k + PREFETCH_AHEAD) {
+                            map.prefetch_index(id);
                         }
-                        if let Some(ahead) = run_records.get(k + PREFETCH_AHEAD / 2) {
-                            for id in [ahead.src.id, ahead.dst.id]
-                                .into_iter()
-                                .filter(|&id| owns(id))
-                            {
-                                map.prefetch_aggregate(id);
-                            }
+                        for id in owned_ids(k + PREFETCH_AHEAD / 2) {
+                            map.prefetch_aggregate(id);
                         }
                         if owns(rec.src.id) && side & SOURCE_SIDE != 0 {
                             let agg = map.entry(rec.src.id);

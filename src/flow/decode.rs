@@ -79,6 +79,13 @@ const CACHE_CAP: usize = 1 << 16;
 /// the registry, or takes the full parse once more.
 pub const KNOWN_CAP: usize = 1 << 16;
 
+/// Entries a decoder's cache of registered workloads grows to: a quarter more than the registry
+/// holds, and at least [`KNOWN_CAP`] (see `Decoder::remember`). The budget counts the caches at
+/// this size.
+pub fn known_room() -> usize {
+    KNOWN_CAP.max(WorkloadRegistry::global().len().saturating_mul(5) / 4)
+}
+
 impl Default for Decoder {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_LINE)
@@ -177,11 +184,9 @@ impl Decoder {
     /// shrank after a flood or churn), so memory follows the state down.
     #[inline]
     fn sync_known(&mut self) {
-        let registry = WorkloadRegistry::global();
-        let generation = registry.generation();
+        let generation = WorkloadRegistry::global().generation();
         if generation != self.known_generation {
-            let needed = KNOWN_CAP.max(registry.len().saturating_mul(5) / 4);
-            if self.known.capacity() > needed.saturating_mul(4) {
+            if self.known.capacity() > known_room().saturating_mul(4) {
                 self.known.clear_and_free();
                 self.known_cap = KNOWN_CAP;
             } else {
@@ -445,7 +450,7 @@ impl Decoder {
     /// (an identity flood), so the registry's bounded capacity bounds this cache too.
     fn remember(&mut self, id: WorkloadId, kind: EndpointType, group: WorkloadId) {
         if self.known.len() >= self.known_cap {
-            let room = WorkloadRegistry::global().len().saturating_mul(5) / 4;
+            let room = known_room();
             if room > self.known.len() {
                 self.known_cap = room;
             } else {

@@ -69,6 +69,12 @@ impl<V: Copy + Default> IdMap<V> {
         self.slots.len() / 4 * 3
     }
 
+    /// Bytes one entry takes in a table at its fullest load (3/4); right after the table doubles
+    /// it takes twice that ([`crate::limits::SLOT_SLACK`]).
+    pub const fn full_entry_bytes() -> usize {
+        std::mem::size_of::<(u64, V)>() * 4 / 3
+    }
+
     /// Bytes of its slots.
     pub fn table_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<(u64, V)>()

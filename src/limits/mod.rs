@@ -143,12 +143,12 @@ pub fn cluster_bytes(c: &ClusterState) -> usize {
     (c.dest_sharers.len() + c.port_sharers.len()) * (sharers + 16) * 8 / 7 + 4 * 4 * 4096 * 8 * 3
 }
 
-/// Bytes the decoders' per-thread caches of registered workloads may hold: each grows to a quarter
-/// more entries than the registry has (see `Decoder::remember`).
+/// Bytes the decoders' per-thread caches of registered workloads may hold: each grows to
+/// [`crate::flow::decode::known_room`] entries.
 pub fn decoder_cache_bytes(threads: usize) -> usize {
-    let entries = crate::flow::decode::KNOWN_CAP.max(WorkloadRegistry::global().len() * 5 / 4);
-    // One decoder per worker plus the caller's; a full cache's table has twice its entries in slots.
-    (threads + 1) * entries * 2 * 25
+    let entry = IdMap::<(crate::flow::EndpointType, WorkloadId)>::full_entry_bytes() * SLOT_SLACK;
+    // One decoder per worker plus the caller's.
+    (threads + 1) * crate::flow::decode::known_room() * entry
 }
 
 /// Gives a hash map's memory back when under a quarter of its slots are used (after an expiry
@@ -217,7 +217,7 @@ pub struct StateBudget {
     /// Registry bytes after a name pass that found nothing to evict: the next pass waits until the
     /// registry has grown past this by [`NAME_PASS_GROWTH`] of its capacity.
     futile_name_pass_at: Option<usize>,
-    /// The largest admitted set of a closed window, cleared, for the next window to fill.
+    /// The largest admitted set of a closed window, for the next window to clear and fill.
     spare_admitted: IdMap<()>,
 }
 
@@ -305,7 +305,6 @@ impl StateBudget {
         } else {
             self.admission_bytes = self.admission_bytes.saturating_sub(admission.heap_bytes());
         }
-
         let admissions = self.admission_bytes + self.spare_admitted.table_bytes();
         let estimate = |b: &BaselineStore| {
             reg.bytes()

@@ -21,8 +21,8 @@ pub struct WindowTable {
     slots: Vec<(WorkloadId, WindowAggregate)>,
 }
 
-/// Bytes of one index entry: key and slot, at the index's fullest load of 3/4.
-const INDEX_ENTRY_BYTES: usize = std::mem::size_of::<(u64, u32)>() * 4 / 3;
+/// Bytes of one index entry: key and slot, at the index's fullest load.
+const INDEX_ENTRY_BYTES: usize = IdMap::<u32>::full_entry_bytes();
 
 impl WindowTable {
     /// An empty table with room for `n` aggregates.
