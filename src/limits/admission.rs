@@ -181,6 +181,13 @@ impl WindowAdmission {
         mask
     }
 
+    /// Asks for the admission-set slots of `rec`'s two workloads.
+    #[inline]
+    pub fn prefetch(&self, rec: &FlowRecord) {
+        self.admitted.prefetch(rec.src.id);
+        self.admitted.prefetch(rec.dst.id);
+    }
+
     #[inline]
     fn admit_side(
         &mut self,

@@ -283,6 +283,15 @@ impl StateBudget {
             .admit(rec, self.window_cap, self.established, history)
     }
 
+    /// Asks for the slots [`StateBudget::admit`] will look `rec`'s workloads up in, were it in
+    /// window `w` (call a few records ahead).
+    #[inline]
+    pub fn prefetch(&self, w: i64, rec: &FlowRecord) {
+        if let Some(a) = self.windows.get(&w) {
+            a.prefetch(rec);
+        }
+    }
+
     /// Enforces the budget after window `w` closed (its aggregates folded into baselines) and reports
     /// what was evicted and whether to raise a flood finding.
     pub fn close(

@@ -15,6 +15,7 @@
 //! (out-of-order delivery across nodes) do not flip a decision back.
 
 use super::decision::{canonical_policy, Decision};
+use super::flow_table::FlowTable;
 use super::PolicyDriftConfig;
 use crate::alert::Band;
 use crate::detect::{Finding, Scope};
@@ -141,7 +142,7 @@ pub struct PolicyLedgerState {
 #[derive(Debug, Clone, Default)]
 pub struct PolicyLedger {
     cfg: PolicyDriftConfig,
-    entries: FxHashMap<FlowKey, Entry>,
+    entries: FlowTable<Entry>,
     names: Vec<String>,
     name_index: FxHashMap<String, u32>,
     /// Decoder string id → name index (a cache; string ids are per process).
@@ -238,17 +239,39 @@ impl PolicyLedger {
         }
     }
 
-    /// Folds one record in; `window` is the window the pipeline assigned it to.
-    pub fn observe(&mut self, rec: &FlowRecord, window: i64) {
-        if !self.cfg.enabled || rec.deciding_policy == 0 {
-            return;
-        }
-        let key = FlowKey {
+    /// The flow `rec` is about, when the ledger folds it in.
+    #[inline]
+    fn key_of(&self, rec: &FlowRecord) -> Option<FlowKey> {
+        (self.cfg.enabled && rec.deciding_policy != 0).then(|| FlowKey {
             ingress: rec.reporter == Reporter::Dst,
             src: rec.src.group,
             dst: rec.dst.group,
             port: rec.dst.port.unwrap_or(0),
             proto: rec.proto.0,
+        })
+    }
+
+    /// Asks for the index slot of `rec`'s flow, a few records before [`PolicyLedger::observe`]
+    /// (see [`FlowTable`]).
+    #[inline]
+    pub fn prefetch_index(&self, rec: &FlowRecord) {
+        if let Some(key) = self.key_of(rec) {
+            self.entries.prefetch_index(&key);
+        }
+    }
+
+    /// Asks for the entry of `rec`'s flow, after [`PolicyLedger::prefetch_index`].
+    #[inline]
+    pub fn prefetch_entry(&self, rec: &FlowRecord) {
+        if let Some(key) = self.key_of(rec) {
+            self.entries.prefetch_entry(&key);
+        }
+    }
+
+    /// Folds one record in; `window` is the window the pipeline assigned it to.
+    pub fn observe(&mut self, rec: &FlowRecord, window: i64) {
+        let Some(key) = self.key_of(rec) else {
+            return;
         };
         let (subject, peer) = if key.ingress {
             (rec.dst.id, rec.src.id)
@@ -280,7 +303,7 @@ impl PolicyLedger {
         }
         let min_records = self.cfg.min_records;
         let t = rec.start_time;
-        let e = self.entries.entry(key).or_insert_with(|| Entry {
+        let Some(e) = self.entries.get_or_insert_with(key, || Entry {
             subject,
             peer,
             current: hit,
@@ -298,7 +321,11 @@ impl PolicyLedger {
             last_allowed_window: i64::MIN,
             denied_records: 0,
             staged_reported: 0,
-        });
+        }) else {
+            // Another flow holds this key's hash (see `flow_table`): skipped, not mixed with it.
+            metrics::counter!("flowwarden_policy_ledger_hash_collisions_total").increment(1);
+            return;
+        };
         e.subject = subject;
         e.peer = peer;
         let mut change = None;
@@ -389,7 +416,6 @@ impl PolicyLedger {
     pub fn expire(&mut self, cutoff: i64) -> usize {
         let before = self.entries.len();
         self.entries.retain(|_, e| e.last_seen >= cutoff);
-        crate::limits::shrink_if_sparse(&mut self.entries);
         if self.evict_scratch.capacity() > self.entries.capacity() {
             self.evict_scratch = Vec::new();
         }
@@ -403,9 +429,9 @@ impl PolicyLedger {
         idle.extend(self.entries.iter().map(|(k, e)| (e.last_seen, *k)));
         let n = (idle.len() / 8).max(1).min(idle.len());
         idle.select_nth_unstable(n - 1);
-        for (_, k) in &idle[..n] {
-            self.entries.remove(k);
-        }
+        // Keys are unique, so exactly the `n` pairs up to the `n`th go.
+        let last_evicted = idle[n - 1];
+        self.entries.retain(|k, e| (e.last_seen, *k) > last_evicted);
         self.evict_scratch = idle;
         self.evictions += n as u64;
         metrics::counter!("flowwarden_policy_ledger_evictions_total").increment(n as u64);
@@ -759,10 +785,10 @@ mod tests {
             l.entries.iter().map(|(k, e)| (e.last_seen, *k)).collect();
         before.sort();
         l.observe(&egress(&mut dec, 2, 5000), 0);
-        let mut kept: Vec<FlowKey> = l.entries.keys().copied().collect();
+        let mut kept: Vec<FlowKey> = l.entries.iter().map(|(k, _)| *k).collect();
         kept.sort();
         let mut want: Vec<FlowKey> = before[8..].iter().map(|(_, k)| *k).collect();
-        want.extend(l.entries.keys().filter(|k| k.port == 5000));
+        want.extend(l.entries.iter().map(|(k, _)| k).filter(|k| k.port == 5000));
         want.sort();
         assert_eq!(kept, want);
         assert_eq!(l.evictions(), 8);
