@@ -12,7 +12,8 @@
 //! The same entries, with their first/last times and volumes, are the usage history `recommend`
 //! turns into least-privilege policies. Memory is bounded by `max_entries`: when full, the eighth of
 //! the entries idle longest is evicted (counted). Records older than the current decision's start
-//! (out-of-order delivery across nodes) do not flip a decision back.
+//! (out-of-order delivery across nodes) do not flip a decision back. The entries live in a
+//! [`FlowTable`], so the pipeline can ask for a record's entry a few records before it folds it in.
 
 use super::decision::{canonical_policy, Decision};
 use super::flow_table::FlowTable;
