@@ -215,12 +215,18 @@ pub fn prefetch_line<T>(p: *const T) {
     let _ = p;
 }
 
-/// Asks for every cache line of `value` (see [`prefetch_line`]).
+/// Asks for every cache line of `value` (see [`prefetch_line`]). A value in a vector need not
+/// start on a line, so the lines run from the one holding its first byte to the one holding its
+/// last.
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
     let base: *const u8 = (value as *const T).cast();
-    for offset in (0..std::mem::size_of::<T>().max(1)).step_by(64) {
-        prefetch_line(base.wrapping_add(offset));
+    let first = base.wrapping_sub(base as usize % 64);
+    let last = base.wrapping_add(std::mem::size_of::<T>().max(1) - 1);
+    let mut line = first;
+    while line <= last {
+        prefetch_line(line);
+        line = line.wrapping_add(64);
     }
 }
 

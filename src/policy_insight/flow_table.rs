@@ -17,7 +17,7 @@
 //! less than a scattered removal per entry.
 
 use super::ledger::FlowKey;
-use crate::flow::id_map::{prefetch_line, IdMap};
+use crate::flow::id_map::{prefetch, IdMap};
 use crate::flow::WorkloadId;
 
 /// The ledger's entries (see the module doc); `E` is what it keeps per flow.
@@ -151,15 +151,7 @@ impl<E> FlowTable<E> {
             return;
         };
         if let Some(slot) = self.entries.get(pos as usize) {
-            let start = slot as *const (FlowKey, E) as *const u8;
-            let size = std::mem::size_of::<(FlowKey, E)>();
-            // An entry spans up to four cache lines; ask for each one it touches.
-            let mut off = 0;
-            while off < size {
-                prefetch_line(start.wrapping_add(off));
-                off += 64;
-            }
-            prefetch_line(start.wrapping_add(size - 1));
+            prefetch(slot);
         }
     }
 }
