@@ -996,8 +996,10 @@ impl Pipeline {
 
     /// Asks for what accepting the records ahead of `fresh[i]` will look up: past a few hundred
     /// thousand workloads the window's admission set and the policy ledger miss the cache on
-    /// every record (a third of the run at a million workloads). The ledger's index slot is asked
-    /// for [`PREFETCH_AHEAD`] records on and its entry half as far on, once the slot is there.
+    /// every record (a third of the run at a million workloads). The ledger's index slot and the
+    /// admission set's slots are asked for [`PREFETCH_AHEAD`] records on; half as far on, once
+    /// those are there, the ledger's entry and the baselines of workloads the set does not hold
+    /// yet (their first sight in the window looks their history up).
     #[inline]
     fn prefetch_for_accept(&self, fresh: &[Decoded], i: usize) {
         let ahead = |k: usize| match fresh.get(k) {
@@ -1015,6 +1017,9 @@ impl Pipeline {
         }
         if let Some(rec) = ahead(i + PREFETCH_AHEAD / 2) {
             self.policy.prefetch_entry(rec);
+            if let Some(&w) = self.windows.last() {
+                self.budget.prefetch_history(w, rec, &self.baselines);
+            }
         }
     }
 
@@ -1378,6 +1383,10 @@ impl Pipeline {
             while start < chunk.len() {
                 let group = chunk[start].0;
                 let end = start + chunk[start..].iter().take_while(|c| c.0 == group).count();
+                // The baseline of the group a few items on, before this group's shard is held.
+                if let Some((ahead, _, _)) = chunk.get(end + PREFETCH_AHEAD / 2) {
+                    baselines.prefetch(*ahead);
+                }
                 // One lookup per group: the slot is read while the members are scored, then
                 // folded into (a lookup to read and one per member to fold were a tenth of a
                 // close at a million workloads). Detectors never look baselines up themselves,

@@ -220,7 +220,15 @@ pub fn prefetch_line<T>(p: *const T) {
 /// last.
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
-    let base: *const u8 = (value as *const T).cast();
+    prefetch_at(value as *const T);
+}
+
+/// [`prefetch`] of a `T` at `p`, which need not be valid: a prefetch never faults, so a slot
+/// computed from another structure's layout (a `DashMap` shard's buckets) costs at worst a wasted
+/// load when the guess is wrong.
+#[inline(always)]
+pub fn prefetch_at<T>(p: *const T) {
+    let base: *const u8 = p.cast();
     let first = base.wrapping_sub(base as usize % 64);
     let last = base.wrapping_add(std::mem::size_of::<T>().max(1) - 1);
     let mut line = first;

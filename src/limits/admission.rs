@@ -132,6 +132,9 @@ pub const DESTINATION_SIDE: u8 = 2;
 pub trait History {
     /// Windows of history of a workload group (0 when none).
     fn windows_seen(&self, group: WorkloadId) -> u64;
+
+    /// Starts loading what [`History::windows_seen`] of `group` will read (a few records ahead).
+    fn prefetch(&self, _group: WorkloadId) {}
 }
 
 impl WindowAdmission {
@@ -186,6 +189,18 @@ impl WindowAdmission {
     pub fn prefetch(&self, rec: &FlowRecord) {
         self.admitted.prefetch(rec.src.id);
         self.admitted.prefetch(rec.dst.id);
+    }
+
+    /// Asks `history` for the groups of `rec`'s workloads not yet admitted, whose first sight will
+    /// look their history up. Call after [`WindowAdmission::prefetch`] had time to bring the set's
+    /// slots in.
+    #[inline]
+    pub fn prefetch_history(&self, rec: &FlowRecord, history: &dyn History) {
+        for ep in [&rec.src, &rec.dst] {
+            if !self.admitted.contains(ep.id) {
+                history.prefetch(ep.group);
+            }
+        }
     }
 
     #[inline]
@@ -294,6 +309,28 @@ mod tests {
         assert_eq!(a.refused_records, 91);
         assert_eq!(a.originators.top(1), vec![(WorkloadId(1), 100)]);
         assert_eq!(a.kinds.top(1)[0].0, IdentityKind::PublicAddress);
+    }
+
+    /// Remembers which groups it was asked to prefetch.
+    #[derive(Default)]
+    struct AskedHistory(std::cell::RefCell<Vec<WorkloadId>>);
+    impl History for AskedHistory {
+        fn windows_seen(&self, _: WorkloadId) -> u64 {
+            0
+        }
+        fn prefetch(&self, g: WorkloadId) {
+            self.0.borrow_mut().push(g);
+        }
+    }
+
+    #[test]
+    fn only_workloads_not_yet_admitted_have_their_history_asked_for() {
+        let history = AskedHistory::default();
+        let mut a = WindowAdmission::default();
+        let admitted = ep(1, EndpointType::Wep, false);
+        a.admit(&rec(admitted, admitted), 10, 3, &history);
+        a.prefetch_history(&rec(admitted, ep(2, EndpointType::Wep, false)), &history);
+        assert_eq!(history.0.borrow().as_slice(), &[WorkloadId(2)]);
     }
 
     #[test]

@@ -231,6 +231,10 @@ impl History for BaselineStore {
     fn windows_seen(&self, group: WorkloadId) -> u64 {
         BaselineStore::windows_seen(self, group)
     }
+
+    fn prefetch(&self, group: WorkloadId) {
+        BaselineStore::prefetch(self, group);
+    }
 }
 
 impl StateBudget {
@@ -289,6 +293,15 @@ impl StateBudget {
     pub fn prefetch(&self, w: i64, rec: &FlowRecord) {
         if let Some(a) = self.windows.get(&w) {
             a.prefetch(rec);
+        }
+    }
+
+    /// Asks `history` for the groups [`StateBudget::admit`] will look up for `rec` in window `w`
+    /// (call after [`StateBudget::prefetch`] of the same record, a few records later).
+    #[inline]
+    pub fn prefetch_history(&self, w: i64, rec: &FlowRecord, history: &dyn History) {
+        if let Some(a) = self.windows.get(&w) {
+            a.prefetch_history(rec, history);
         }
     }
 
