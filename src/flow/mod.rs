@@ -8,6 +8,7 @@
 pub mod decode;
 pub mod fields;
 pub mod id_map;
+pub mod keyed_table;
 pub mod policy;
 pub mod raw;
 pub mod registry;

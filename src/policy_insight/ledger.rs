@@ -13,13 +13,13 @@
 //! turns into least-privilege policies. Memory is bounded by `max_entries`: when full, the eighth of
 //! the entries idle longest is evicted (counted). Records older than the current decision's start
 //! (out-of-order delivery across nodes) do not flip a decision back. The entries live in a
-//! [`FlowTable`], so the pipeline can ask for a record's entry a few records before it folds it in.
+//! [`KeyedTable`], so the pipeline can ask for a record's entry a few records before it folds it in.
 
 use super::decision::{canonical_policy, Decision};
-use super::flow_table::FlowTable;
 use super::PolicyDriftConfig;
 use crate::alert::Band;
 use crate::detect::{Finding, Scope};
+use crate::flow::keyed_table::{KeyedTable, TableKey};
 use crate::flow::policy::{PolicyKind, RULE_UNKNOWN};
 use crate::flow::registry::StringTable;
 use crate::flow::{Action, FlowRecord, Reporter, StrId, WorkloadId, WorkloadRegistry};
@@ -55,6 +55,22 @@ pub struct FlowKey {
     pub port: u16,
     /// IP protocol number.
     pub proto: u8,
+}
+
+/// The index keys a flow by a 64-bit mix of its fields.
+impl TableKey for FlowKey {
+    #[inline]
+    fn table_hash(&self) -> WorkloadId {
+        const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+        let small =
+            u64::from(self.port) << 16 | u64::from(self.proto) << 1 | u64::from(self.ingress);
+        let h = (self.src.0.wrapping_mul(MIX) ^ self.dst.0)
+            .rotate_left(29)
+            .wrapping_mul(MIX)
+            ^ small;
+        let h = h.wrapping_mul(MIX);
+        WorkloadId(h ^ (h >> 29))
+    }
 }
 
 /// A decision with the policy name as an index into the ledger's name table.
@@ -143,7 +159,7 @@ pub struct PolicyLedgerState {
 #[derive(Debug, Clone, Default)]
 pub struct PolicyLedger {
     cfg: PolicyDriftConfig,
-    entries: FlowTable<Entry>,
+    entries: KeyedTable<FlowKey, Entry>,
     names: Vec<String>,
     name_index: FxHashMap<String, u32>,
     /// Decoder string id → name index (a cache; string ids are per process).
@@ -253,7 +269,7 @@ impl PolicyLedger {
     }
 
     /// Asks for the index slot of `rec`'s flow, a few records before [`PolicyLedger::observe`]
-    /// (see [`FlowTable`]).
+    /// (see [`KeyedTable`]).
     #[inline]
     pub fn prefetch_index(&self, rec: &FlowRecord) {
         if let Some(key) = self.key_of(rec) {
@@ -323,7 +339,7 @@ impl PolicyLedger {
             denied_records: 0,
             staged_reported: 0,
         }) else {
-            // Another flow holds this key's hash (see `flow_table`): skipped, not mixed with it.
+            // Another flow holds this key's hash (see `keyed_table`): skipped, not mixed with it.
             metrics::counter!("flowwarden_policy_ledger_hash_collisions_total").increment(1);
             return;
         };

@@ -13,7 +13,6 @@
 pub mod cli;
 pub mod decision;
 pub mod evaluate;
-mod flow_table;
 pub mod impact;
 pub mod ledger;
 pub mod recommend;

@@ -1,85 +1,91 @@
-//! [`FlowTable`]: the policy ledger's entries by [`FlowKey`], laid out so a loop over a batch can
-//! ask for a record's entry before it gets there.
+//! [`KeyedTable`]: entries by a key with a 64-bit hash, laid out so a loop over a batch can ask
+//! for an entry before it gets there (the policy ledger's flows, the cluster's destinations).
 //!
-//! At a million workloads the ledger holds hundreds of thousands of flows, far more than the cache,
-//! and a `HashMap` look-up missed twice (control bytes, then the bucket) on every record. Here an
-//! [`IdMap`] from a 64-bit hash of the key to a position sits in front of a dense vector of
-//! entries: [`FlowTable::prefetch_index`] starts the first miss a few records ahead and
-//! [`FlowTable::prefetch_entry`] the second, once the index slot has arrived.
+//! At a million workloads these tables hold hundreds of thousands of keys, far more than the
+//! cache, and a `HashMap` look-up missed twice (control bytes, then the bucket) on every record. Here
+//! an [`IdMap`] from the key's 64-bit hash to a position sits in front of a dense vector of
+//! entries: [`KeyedTable::prefetch_index`] starts the first miss a few records ahead and
+//! [`KeyedTable::prefetch_entry`] the second, once the index slot has arrived.
 //!
 //! Two keys whose hashes are equal cannot both be held: the second is refused
-//! ([`FlowTable::get_or_insert_with`] returns `None`), so the ledger skips that record rather than
-//! mix two flows. With 64-bit hashes of a few hundred thousand keys that is about one chance in a
-//! hundred million per table.
+//! ([`KeyedTable::get_or_insert_with`] returns `None`), so the caller skips that record rather than
+//! mix two keys. With 64-bit hashes of a few hundred thousand keys that is about one chance in a
+//! hundred million per table; a key that is its own hash (a group id) never collides.
 //!
-//! Removal keeps the vector dense and rebuilds the index ([`FlowTable::retain`]): the ledger removes
-//! in bulk (an eighth at an eviction, the idle at an expiry), and one pass over a dense vector costs
-//! less than a scattered removal per entry.
+//! Removal keeps the vector dense and rebuilds the index ([`KeyedTable::retain`]): the tables
+//! remove in bulk (an eighth at an eviction, the idle at an expiry), and one pass over a dense
+//! vector costs less than a scattered removal per entry.
 
-use super::ledger::FlowKey;
-use crate::flow::id_map::{prefetch, IdMap};
-use crate::flow::WorkloadId;
+use super::id_map::{prefetch, IdMap};
+use super::WorkloadId;
 
-/// The ledger's entries (see the module doc); `E` is what it keeps per flow.
-#[derive(Debug, Clone)]
-pub struct FlowTable<E> {
-    /// Hash of the key → position in `entries`.
-    index: IdMap<u32>,
-    entries: Vec<(FlowKey, E)>,
+/// A key a [`KeyedTable`] can hold: its 64-bit hash picks its index slot.
+pub trait TableKey: Copy + Eq {
+    /// The key's 64-bit hash (the key itself when it is one already).
+    fn table_hash(&self) -> WorkloadId;
 }
 
-impl<E> Default for FlowTable<E> {
+/// A workload or group id's raw value: already an xxh3 hash, and its own index key.
+impl TableKey for u64 {
+    #[inline]
+    fn table_hash(&self) -> WorkloadId {
+        WorkloadId(*self)
+    }
+}
+
+/// Entries `E` by key `K` (see the module doc).
+#[derive(Debug, Clone)]
+pub struct KeyedTable<K, E> {
+    /// Hash of the key → position in `entries`.
+    index: IdMap<u32>,
+    entries: Vec<(K, E)>,
+}
+
+impl<K, E> Default for KeyedTable<K, E> {
     fn default() -> Self {
-        FlowTable {
+        KeyedTable {
             index: IdMap::default(),
             entries: Vec::new(),
         }
     }
 }
 
-/// The 64-bit hash the index is keyed by.
-#[inline]
-fn flow_hash(k: &FlowKey) -> WorkloadId {
-    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
-    let small = u64::from(k.port) << 16 | u64::from(k.proto) << 1 | u64::from(k.ingress);
-    let h = (k.src.0.wrapping_mul(MIX) ^ k.dst.0)
-        .rotate_left(29)
-        .wrapping_mul(MIX)
-        ^ small;
-    let h = h.wrapping_mul(MIX);
-    WorkloadId(h ^ (h >> 29))
-}
-
-impl<E> FlowTable<E> {
-    /// Flows held.
+impl<K: TableKey, E> KeyedTable<K, E> {
+    /// Keys held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether no flow is held.
+    /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The position of `key`'s entry, if held.
     #[inline]
-    fn position(&self, key: &FlowKey) -> Option<usize> {
-        let pos = self.index.get(flow_hash(key))? as usize;
+    fn position(&self, key: &K) -> Option<usize> {
+        let pos = self.index.get(key.table_hash())? as usize;
         (self.entries.get(pos)?.0 == *key).then_some(pos)
     }
 
     /// Whether `key` is held.
     #[inline]
-    pub fn contains_key(&self, key: &FlowKey) -> bool {
+    pub fn contains_key(&self, key: &K) -> bool {
         self.position(key).is_some()
+    }
+
+    /// `key`'s entry, if held.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&E> {
+        self.position(key).map(|pos| &self.entries[pos].1)
     }
 
     /// `key`'s entry, inserting `make()` first when absent; `None` when another key with the same
     /// hash is held (see the module doc).
     #[inline]
-    pub fn get_or_insert_with(&mut self, key: FlowKey, make: impl FnOnce() -> E) -> Option<&mut E> {
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> E) -> Option<&mut E> {
         let next = self.entries.len() as u32;
-        let (held, _) = self.index.entry(flow_hash(&key), next);
+        let (held, _) = self.index.entry(key.table_hash(), next);
         match held {
             Some(pos) => {
                 let (k, e) = self.entries.get_mut(pos as usize)?;
@@ -93,7 +99,7 @@ impl<E> FlowTable<E> {
     }
 
     /// Keeps the entries `keep` says yes to, in their order, and rebuilds the index.
-    pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &E) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &E) -> bool) {
         let before = self.entries.len();
         self.entries.retain(|(k, e)| keep(k, e));
         if self.entries.len() == before {
@@ -116,19 +122,19 @@ impl<E> FlowTable<E> {
         // eight on while inserting this one (an eviction at a million workloads rebuilds 175k).
         const AHEAD: usize = 8;
         for (k, _) in self.entries.iter().take(AHEAD) {
-            self.index.prefetch(flow_hash(k));
+            self.index.prefetch(k.table_hash());
         }
         for pos in 0..self.entries.len() {
             if let Some((ahead, _)) = self.entries.get(pos + AHEAD) {
-                self.index.prefetch(flow_hash(ahead));
+                self.index.prefetch(ahead.table_hash());
             }
             self.index
-                .insert(flow_hash(&self.entries[pos].0), pos as u32);
+                .insert(self.entries[pos].0.table_hash(), pos as u32);
         }
     }
 
     /// Every entry, in insertion order (less what was removed).
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &E)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &E)> + '_ {
         self.entries.iter().map(|(k, e)| (k, e))
     }
 
@@ -139,15 +145,15 @@ impl<E> FlowTable<E> {
 
     /// Asks for the cache line of `key`'s index slot (the first of a look-up's two misses).
     #[inline]
-    pub fn prefetch_index(&self, key: &FlowKey) {
-        self.index.prefetch(flow_hash(key));
+    pub fn prefetch_index(&self, key: &K) {
+        self.index.prefetch(key.table_hash());
     }
 
     /// Asks for `key`'s entry (the second miss); its index slot should have been asked for a few
     /// records earlier, or this look-up stalls on it.
     #[inline]
-    pub fn prefetch_entry(&self, key: &FlowKey) {
-        let Some(pos) = self.index.get(flow_hash(key)) else {
+    pub fn prefetch_entry(&self, key: &K) {
+        let Some(pos) = self.index.get(key.table_hash()) else {
             return;
         };
         if let Some(slot) = self.entries.get(pos as usize) {
@@ -156,9 +162,16 @@ impl<E> FlowTable<E> {
     }
 }
 
-impl<E> FromIterator<(FlowKey, E)> for FlowTable<E> {
-    fn from_iter<I: IntoIterator<Item = (FlowKey, E)>>(iter: I) -> Self {
-        let mut t = FlowTable::default();
+/// Equal when they hold the same keys with equal entries, whatever their order.
+impl<K: TableKey, E: PartialEq> PartialEq for KeyedTable<K, E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, e)| other.get(k) == Some(e))
+    }
+}
+
+impl<K: TableKey, E> FromIterator<(K, E)> for KeyedTable<K, E> {
+    fn from_iter<I: IntoIterator<Item = (K, E)>>(iter: I) -> Self {
+        let mut t = KeyedTable::default();
         for (k, e) in iter {
             // A snapshot holds each key once; a repeated key keeps its first entry.
             let _ = t.get_or_insert_with(k, || e);
@@ -170,6 +183,7 @@ impl<E> FromIterator<(FlowKey, E)> for FlowTable<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy_insight::ledger::FlowKey;
 
     fn key(port: u16) -> FlowKey {
         FlowKey {
@@ -183,7 +197,7 @@ mod tests {
 
     #[test]
     fn holds_each_key_once_and_keeps_order_through_removal() {
-        let mut t: FlowTable<u32> = FlowTable::default();
+        let mut t: KeyedTable<FlowKey, u32> = KeyedTable::default();
         t.prefetch_index(&key(1));
         t.prefetch_entry(&key(1));
         for p in 0..1000u16 {
@@ -210,11 +224,11 @@ mod tests {
 
     #[test]
     fn a_key_whose_hash_another_holds_is_refused_not_merged() {
-        let mut t: FlowTable<u32> = FlowTable::default();
+        let mut t: KeyedTable<FlowKey, u32> = KeyedTable::default();
         *t.get_or_insert_with(key(1), || 1).expect("inserts") += 0;
         // Make key(2)'s hash point at key(1)'s entry, as a 64-bit collision would.
-        let pos = t.index.get(flow_hash(&key(1))).expect("indexed");
-        t.index.insert(flow_hash(&key(2)), pos);
+        let pos = t.index.get(key(1).table_hash()).expect("indexed");
+        t.index.insert(key(2).table_hash(), pos);
         assert!(t.get_or_insert_with(key(2), || 2).is_none());
         assert!(!t.contains_key(&key(2)));
         assert_eq!(t.len(), 1);
