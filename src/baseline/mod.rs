@@ -352,7 +352,7 @@ impl BaselineConfig {
 pub const HORIZON_ESTIMATE: usize = 1536;
 
 /// All baselines, keyed by workload group.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BaselineStore {
     map: DashMap<WorkloadId, Baseline>,
     cfg: BaselineConfig,
@@ -375,6 +375,13 @@ const SAMPLE: usize = 1024;
 /// holding one group's shard seldom holds the shard a look-up ahead ([`BaselineStore::prefetch`])
 /// wants; the locks are a few bytes each.
 const SHARDS: usize = 64;
+
+/// An empty store with the default settings (and the same shards as [`BaselineStore::new`]).
+impl Default for BaselineStore {
+    fn default() -> Self {
+        BaselineStore::new(BaselineConfig::default())
+    }
+}
 
 impl BaselineStore {
     /// An empty store.
