@@ -1008,16 +1008,17 @@ impl Pipeline {
             }) => Some(rec),
             _ => None,
         };
+        // Most records of a batch fall in the window of the one before them.
+        let window = self.windows.last().copied();
         if let Some(rec) = ahead(i + PREFETCH_AHEAD) {
-            // Most records of a batch fall in the window of the one before them.
-            if let Some(&w) = self.windows.last() {
+            if let Some(w) = window {
                 self.budget.prefetch(w, rec);
             }
             self.policy.prefetch_index(rec);
         }
         if let Some(rec) = ahead(i + PREFETCH_AHEAD / 2) {
             self.policy.prefetch_entry(rec);
-            if let Some(&w) = self.windows.last() {
+            if let Some(w) = window {
                 self.budget.prefetch_history(w, rec, &self.baselines);
             }
         }

@@ -209,11 +209,12 @@ impl ClusterState {
             .scale(PEAK_EDGE_DECAY.powi(gap.min(100_000) as i32));
         for (i, e) in edges.iter().enumerate() {
             // Destinations are scattered over the table: ask for the index slot of the edge
-            // EDGES_AHEAD on, and for the entry of the one half as far on, whose slot is there.
-            if let Some(ahead) = edges.get(i + EDGES_AHEAD) {
+            // EDGES_AHEAD on, and for the entry of the one half as far on, whose slot is there
+            // (only edges of senders touch the table).
+            if let Some(ahead) = edges.get(i + EDGES_AHEAD).filter(|a| a.sends) {
                 self.dest_sharers.prefetch_index(&ahead.peer_group.0);
             }
-            if let Some(ahead) = edges.get(i + EDGES_AHEAD / 2) {
+            if let Some(ahead) = edges.get(i + EDGES_AHEAD / 2).filter(|a| a.sends) {
                 self.dest_sharers.prefetch_entry(&ahead.peer_group.0);
             }
             if e.sends {

@@ -429,6 +429,18 @@ impl Decoder {
         name_aggr: &str,
         ip_str: Option<&str>,
     ) -> WorkloadId {
+        self.fill_key(kind, namespace, name_aggr, ip_str);
+        WorkloadId::of_key(&self.key_buf)
+    }
+
+    /// Writes a workload's canonical key into `key_buf`.
+    fn fill_key(
+        &mut self,
+        kind: EndpointType,
+        namespace: &str,
+        name_aggr: &str,
+        ip_str: Option<&str>,
+    ) {
         // Only networks outside the cluster are identified by address; pods by their controller.
         let key_ip = if kind == EndpointType::Net {
             ip_str
@@ -436,7 +448,6 @@ impl Decoder {
             None
         };
         canonical_key(&mut self.key_buf, kind, namespace, name_aggr, key_ip);
-        WorkloadId::of_key(&self.key_buf)
     }
 
     /// Builds a Calico record. Without `labels` (the hot path) it registers nothing and returns
@@ -649,7 +660,8 @@ impl Decoder {
             Some(_) => self.group_of(kind, namespace, name_aggr, id),
             None => {
                 let labels = labels?;
-                self.workload_id(kind, namespace, name_aggr, ip_str);
+                // The id came with the call; the key string is wanted only here, once per workload.
+                self.fill_key(kind, namespace, name_aggr, ip_str);
                 let key = self.key_buf.clone();
                 let group = self.group_of(kind, namespace, name_aggr, id);
                 self.remember(id, kind, group);

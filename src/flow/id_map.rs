@@ -17,7 +17,7 @@
 use super::WorkloadId;
 
 /// Multiplier of the Fibonacci mix (2^64 / golden ratio).
-const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+pub const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Slots a table starts with once something is inserted.
 const MIN_SLOTS: usize = 16;
 

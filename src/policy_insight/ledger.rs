@@ -61,7 +61,7 @@ pub struct FlowKey {
 impl TableKey for FlowKey {
     #[inline]
     fn table_hash(&self) -> WorkloadId {
-        const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+        use crate::flow::id_map::MIX;
         let small =
             u64::from(self.port) << 16 | u64::from(self.proto) << 1 | u64::from(self.ingress);
         let h = (self.src.0.wrapping_mul(MIX) ^ self.dst.0)
