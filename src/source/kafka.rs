@@ -415,6 +415,17 @@ impl EventTimeMerger {
         });
     }
 
+    /// Records where reading a just-assigned partition starts when that offset is known (a
+    /// resume, or a partition given back by an eager rebalance): everything before it is
+    /// processed, so the next checkpoint commits it even if no new message ever arrives. Without
+    /// it an idle partition would keep the older offset its revoke committed, and its next owner
+    /// would aggregate the lines in between twice.
+    pub fn resume_at(&mut self, key: &PartitionKey, offset: i64) {
+        if let Some(q) = self.partitions.get_mut(key) {
+            q.next_offset.get_or_insert(offset);
+        }
+    }
+
     /// Stops tracking a partition (revoke), dropping what it buffered: the next owner re-reads it.
     pub fn remove_partition(&mut self, key: &PartitionKey) {
         if let Some(q) = self.partitions.remove(key) {
@@ -601,7 +612,8 @@ impl EventTimeMerger {
 /// What the rebalance callback tells the polling thread.
 #[derive(Debug)]
 enum GroupEvent {
-    Assigned(Vec<(String, i32)>),
+    /// Partitions gained, each with its start offset when this process set one.
+    Assigned(Vec<(String, i32, Option<i64>)>),
     Revoked(Vec<(String, i32)>),
 }
 
@@ -666,6 +678,7 @@ impl ConsumerContext for GroupContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut assigned = Vec::with_capacity(parts.len());
                 for (t, p) in &parts {
                     let key = (t.clone(), *p);
                     let start = if state.seen.insert(key.clone()) {
@@ -682,6 +695,11 @@ impl ConsumerContext for GroupContext {
                             tracing::warn!(topic = %t, partition = p, error = %e, "cannot set start offset");
                         }
                     }
+                    let known = match start {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => None,
+                    };
+                    assigned.push((t.clone(), *p, known));
                 }
                 state.last_revoked.clear();
                 let r = if cooperative {
@@ -693,7 +711,7 @@ impl ConsumerContext for GroupContext {
                     tracing::error!(error = %e, "partition assignment failed");
                 }
                 tracing::info!(partitions = ?parts, "kafka partitions assigned");
-                state.events.push(GroupEvent::Assigned(parts));
+                state.events.push(GroupEvent::Assigned(assigned));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Checkpoint first: what the last durable checkpoint covers is committed now, so
@@ -972,8 +990,12 @@ fn apply_group_events(
     for ev in events {
         match ev {
             GroupEvent::Assigned(parts) => {
-                for (t, p) in parts {
-                    merger.add_partition((intern(topics, &t), p), now);
+                for (t, p, start) in parts {
+                    let key = (intern(topics, &t), p);
+                    merger.add_partition(key.clone(), now);
+                    if let Some(o) = start {
+                        merger.resume_at(&key, o);
+                    }
                     changes.push(AssignmentChange::Assigned(t, p));
                 }
             }
@@ -1172,6 +1194,38 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn a_partition_given_back_at_a_known_offset_is_committed_there_without_new_messages() {
+        // An eager rebalance revoked partition 1 after its lines up to offset 41 were processed
+        // but before a checkpoint covered them, then gave it back: reading resumes at 42. If no
+        // message arrives, the checkpoint must still commit 42, not leave the revoke's older one.
+        let state = Mutex::new(GroupState {
+            events: vec![GroupEvent::Assigned(vec![
+                ("flows".into(), 0, None),
+                ("flows".into(), 1, Some(42)),
+            ])],
+            ..GroupState::default()
+        });
+        let mut m = EventTimeMerger::new(Duration::from_secs(2));
+        let (mut topics, mut changes) = (BTreeMap::new(), Vec::new());
+        apply_group_events(&state, &mut m, &mut topics, &mut changes);
+        assert_eq!(changes.len(), 2);
+        let at = |m: &EventTimeMerger| -> Vec<(i32, i64)> {
+            m.positions()
+                .iter()
+                .map(|p| (p.partition, p.next_offset))
+                .collect()
+        };
+        assert_eq!(at(&m), [(1, 42)], "partition 0 has no known start");
+        // Messages move the position on as usual; a second resume does not move it back.
+        m.push_message(&key(1), 42, line(10, "a").as_bytes(), Instant::now());
+        let mut b = LineBatch::new();
+        m.mark_eof(&key(0));
+        assert_eq!(m.emit(&mut b, 100, 1 << 20, Instant::now()), 1);
+        m.resume_at(&key(1), 42);
+        assert_eq!(at(&m), [(1, 43)]);
     }
 
     #[test]
