@@ -1,5 +1,6 @@
 //! [`KeyedTable`]: entries by a key with a 64-bit hash, laid out so a loop over a batch can ask
-//! for an entry before it gets there (the policy ledger's flows, the cluster's destinations).
+//! for an entry before it gets there (the policy ledger's flows, the cluster's destinations, an
+//! open window's aggregates).
 //!
 //! At a million workloads these tables hold hundreds of thousands of keys, far more than the
 //! cache, and a `HashMap` look-up missed twice (control bytes, then the bucket) on every record. Here
@@ -25,6 +26,10 @@ pub trait TableKey: Copy + Eq {
     fn table_hash(&self) -> WorkloadId;
 }
 
+/// A key that is its own 64-bit hash: two such keys never share an index slot, so a table of them
+/// never refuses one ([`KeyedTable::entry`]).
+pub trait OwnHash: TableKey {}
+
 /// A workload or group id's raw value: already an xxh3 hash, and its own index key.
 impl TableKey for u64 {
     #[inline]
@@ -32,6 +37,15 @@ impl TableKey for u64 {
         WorkloadId(*self)
     }
 }
+impl OwnHash for u64 {}
+
+impl TableKey for WorkloadId {
+    #[inline]
+    fn table_hash(&self) -> WorkloadId {
+        *self
+    }
+}
+impl OwnHash for WorkloadId {}
 
 /// Entries `E` by key `K` (see the module doc).
 #[derive(Debug, Clone)]
@@ -51,6 +65,21 @@ impl<K, E> Default for KeyedTable<K, E> {
 }
 
 impl<K: TableKey, E> KeyedTable<K, E> {
+    /// An empty table with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        KeyedTable {
+            index: IdMap::with_capacity(n),
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// Bytes of one entry at worst: its index slot at the index's fullest load and its place in
+    /// the vector, both doubled because both double when they grow.
+    pub const fn worst_entry_bytes() -> usize {
+        (IdMap::<u32>::full_entry_bytes() + std::mem::size_of::<(K, E)>())
+            * crate::limits::SLOT_SLACK
+    }
+
     /// Keys held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -138,9 +167,39 @@ impl<K: TableKey, E> KeyedTable<K, E> {
         self.entries.iter().map(|(k, e)| (k, e))
     }
 
+    /// Every entry, in insertion order, mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut E)> + '_ {
+        self.entries.iter_mut().map(|(k, e)| (&*k, e))
+    }
+
+    /// The entries, in insertion order.
+    pub fn into_entries(self) -> Vec<(K, E)> {
+        self.entries
+    }
+
     /// Entries the vector holds room for.
     pub fn capacity(&self) -> usize {
         self.entries.capacity()
+    }
+
+    /// Bytes of the index and the vector (their room, not just what is used), without the
+    /// entries' own heap.
+    pub fn table_bytes(&self) -> usize {
+        self.index.table_bytes() + self.entries.capacity() * std::mem::size_of::<(K, E)>()
+    }
+
+    /// Empties the table, keeping its room.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.index.clear();
+    }
+
+    /// Grows room to at least `n` entries, exactly: doubling a reused table's vector to fit a
+    /// little more than it held would leave half of it unused.
+    pub fn reserve_total(&mut self, n: usize) {
+        self.entries
+            .reserve_exact(n.saturating_sub(self.entries.len()));
+        self.index.reserve(n);
     }
 
     /// Asks for the cache line of `key`'s index slot (the first of a look-up's two misses).
@@ -158,6 +217,24 @@ impl<K: TableKey, E> KeyedTable<K, E> {
         };
         if let Some(slot) = self.entries.get(pos as usize) {
             prefetch(slot);
+        }
+    }
+}
+
+impl<K: OwnHash, E: Default> KeyedTable<K, E> {
+    /// `key`'s entry, created by `E::default()` when absent. A key that is its own hash shares
+    /// its slot with no other key, so unlike [`KeyedTable::get_or_insert_with`] nothing is refused
+    /// and the held key needs no comparison.
+    #[inline]
+    pub fn entry(&mut self, key: K) -> &mut E {
+        let next = self.entries.len();
+        // Tables hold at most a few million entries (the admission cap, the table caps).
+        match self.index.entry(key.table_hash(), next as u32).0 {
+            Some(pos) => &mut self.entries[pos as usize].1,
+            None => {
+                self.entries.push((key, E::default()));
+                &mut self.entries[next].1
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `WindowTable`: one open window's aggregates on one shard, keyed by workload.
 //!
 //! The aggregates live side by side in a vector in first-seen order; a small hash index (an
-//! [`IdMap`], key and slot together) maps a workload to its slot. A plain
+//! [`crate::flow::IdMap`], key and slot together) maps a workload to its slot: a
+//! [`KeyedTable`], as the policy ledger and the cluster tables use. A plain
 //! `HashMap<WorkloadId, WindowAggregate>` kept the 440-byte aggregates in its buckets, and buckets
 //! come in powers of two at a 7/8 load: a window of 2M workloads took 4M buckets (1.8 GB) and
 //! probing touched aggregates on the way. Here only the 16-byte index entries are rounded up and
@@ -12,63 +13,49 @@
 //! time out of aggregating at a million workloads.
 
 use super::WindowAggregate;
-use crate::flow::{IdMap, WorkloadId};
+use crate::flow::keyed_table::KeyedTable;
+use crate::flow::WorkloadId;
 
-/// One window's aggregates on one shard.
+/// One window's aggregates on one shard: a [`KeyedTable`] by workload id (its own hash, so no
+/// workload is ever refused), reused from window to window.
 #[derive(Default)]
 pub struct WindowTable {
-    index: IdMap<u32>,
-    slots: Vec<(WorkloadId, WindowAggregate)>,
+    table: KeyedTable<WorkloadId, WindowAggregate>,
 }
-
-/// Bytes of one index entry: key and slot, at the index's fullest load.
-const INDEX_ENTRY_BYTES: usize = IdMap::<u32>::full_entry_bytes();
 
 impl WindowTable {
     /// An empty table with room for `n` aggregates.
     pub fn with_capacity(n: usize) -> Self {
         WindowTable {
-            index: IdMap::with_capacity(n),
-            slots: Vec::with_capacity(n),
+            table: KeyedTable::with_capacity(n),
         }
     }
 
-    /// Worst-case bytes per aggregate beyond its heap: both the index and the vector double when
-    /// they grow, so an entry costs up to [`crate::limits::SLOT_SLACK`] times its size.
+    /// Worst-case bytes per aggregate beyond its heap (see [`KeyedTable::worst_entry_bytes`]).
     pub const fn worst_entry_bytes() -> usize {
-        (INDEX_ENTRY_BYTES + std::mem::size_of::<(WorkloadId, WindowAggregate)>())
-            * crate::limits::SLOT_SLACK
+        KeyedTable::<WorkloadId, WindowAggregate>::worst_entry_bytes()
     }
 
     /// Aggregates held.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.table.len()
     }
 
     /// Whether the table holds no aggregate.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.table.is_empty()
     }
 
     /// The workload's aggregate, created empty if it has none yet.
     #[inline]
     pub fn entry(&mut self, id: WorkloadId) -> &mut WindowAggregate {
-        let next = self.slots.len();
-        // A window holds at most a few million aggregates (the admission cap); u32 is ample.
-        match self.index.entry(id, next as u32).0 {
-            Some(slot) => &mut self.slots[slot as usize].1,
-            None => {
-                self.slots.push((id, WindowAggregate::default()));
-                &mut self.slots[next].1
-            }
-        }
+        self.table.entry(id)
     }
 
-    /// Puts an aggregate in, replacing the workload's current one.
     /// Starts loading `id`'s index entry, for an [`entry`](Self::entry) some records later.
     #[inline]
     pub fn prefetch_index(&self, id: WorkloadId) {
-        self.index.prefetch(id);
+        self.table.prefetch_index(&id);
     }
 
     /// Starts loading `id`'s aggregate when it has one. Its index entry should be in the cache
@@ -76,66 +63,59 @@ impl WindowTable {
     /// of an `entry` at a million workloads overlap with work on the records before it.
     #[inline]
     pub fn prefetch_aggregate(&self, id: WorkloadId) {
-        if let Some(slot) = self.index.get(id) {
-            if let Some(entry) = self.slots.get(slot as usize) {
-                crate::flow::id_map::prefetch(entry);
-            }
-        }
+        self.table.prefetch_entry(&id);
     }
 
+    /// Puts an aggregate in, replacing the workload's current one.
     pub fn insert(&mut self, id: WorkloadId, agg: WindowAggregate) {
         *self.entry(id) = agg;
     }
 
     /// The workload's aggregate, if it has one.
     pub fn get(&self, id: WorkloadId) -> Option<&WindowAggregate> {
-        self.index.get(id).map(|slot| &self.slots[slot as usize].1)
+        self.table.get(&id)
     }
 
     /// Workloads and aggregates, in first-seen order.
     pub fn iter(&self) -> impl Iterator<Item = (WorkloadId, &WindowAggregate)> + '_ {
-        self.slots.iter().map(|(id, agg)| (*id, agg))
+        self.table.iter().map(|(id, agg)| (*id, agg))
     }
 
     /// Workloads and aggregates, in first-seen order, mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (WorkloadId, &mut WindowAggregate)> + '_ {
-        self.slots.iter_mut().map(|(id, agg)| (*id, agg))
+        self.table.iter_mut().map(|(id, agg)| (*id, agg))
     }
 
     /// The workloads and their aggregates, in first-seen order.
     pub fn into_entries(self) -> Vec<(WorkloadId, WindowAggregate)> {
-        self.slots
+        self.table.into_entries()
     }
 
     /// Workloads held.
     pub fn keys(&self) -> impl Iterator<Item = WorkloadId> + '_ {
-        self.slots.iter().map(|(id, _)| *id)
+        self.table.iter().map(|(id, _)| *id)
     }
 
     /// Bytes held by the index and the slots (capacity, not just what is used), without the
     /// aggregates' heap.
     pub fn table_bytes(&self) -> usize {
-        self.index.table_bytes()
-            + self.slots.capacity() * std::mem::size_of::<(WorkloadId, WindowAggregate)>()
+        self.table.table_bytes()
     }
 
     /// Empties the table for the next window, keeping its memory; gives it up instead when its
     /// room is far larger than what it held (sized for an earlier burst), so one burst does not
     /// pin its memory.
     pub fn recycle(mut self) -> Option<Self> {
-        if self.slots.capacity() > self.slots.len().saturating_mul(4).max(4096) {
+        if self.table.capacity() > self.table.len().saturating_mul(4).max(4096) {
             return None;
         }
-        self.slots.clear();
-        self.index.clear();
+        self.table.clear();
         Some(self)
     }
 
-    /// Grows room to at least `n` aggregates (exactly: doubling a recycled table's vector to fit a
-    /// window a little larger than the last would leave half of it unused).
+    /// Grows room to at least `n` aggregates (see [`KeyedTable::reserve_total`]).
     pub fn reserve_total(&mut self, n: usize) {
-        self.slots.reserve_exact(n.saturating_sub(self.slots.len()));
-        self.index.reserve(n);
+        self.table.reserve_total(n);
     }
 }
 
