@@ -306,7 +306,10 @@ impl Pipeline {
             baselines,
             cluster: ClusterState::default(),
             alerts: AlertBook::new(&cfg.alerts),
-            policy: crate::policy_insight::PolicyLedger::new(&cfg.detect.policy_drift),
+            policy: crate::policy_insight::PolicyLedger::new(
+                &cfg.detect.policy_drift,
+                cfg.limits.budget_bytes(),
+            ),
             expire_after_s: crate::window::parse_duration_s(&cfg.baseline.expire_after)
                 .unwrap_or(7 * 86400),
             idle_pass_due: false,
@@ -543,7 +546,8 @@ impl Pipeline {
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.detectors = build_suite(&cfg.detect);
         self.alerts.reconfigure(&cfg.alerts);
-        self.policy.reconfigure(&cfg.detect.policy_drift);
+        self.policy
+            .reconfigure(&cfg.detect.policy_drift, cfg.limits.budget_bytes());
         self.baselines.reconfigure(cfg.baseline.clone());
         self.baselines
             .set_scan_horizon(cfg.detect.slow_scan.horizon_s());

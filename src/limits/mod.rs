@@ -46,7 +46,8 @@ const WINDOW_SHARE: f64 = 0.06;
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Memory for per-workload state: baselines, open windows, workload names, cluster tables
-    /// (`512MiB`; units B, KiB, MiB, GiB, or KB, MB, GB).
+    /// (`512MiB`; units B, KiB, MiB, GiB, or KB, MB, GB). The policy ledger's cap is derived from
+    /// it too unless set ([`crate::policy_insight::PolicyDriftConfig::max_flows`]).
     pub state_memory: String,
     /// Workloads admitted into one window before only established ones get in; 0 = derived from
     /// `state_memory`.

@@ -155,10 +155,17 @@ pub struct PolicyLedgerState {
     evictions: u64,
 }
 
+/// Worst-case bytes of one remembered flow: its table entry and its place in the eviction list.
+pub fn flow_bytes() -> usize {
+    KeyedTable::<FlowKey, Entry>::worst_entry_bytes() + std::mem::size_of::<(i64, FlowKey)>()
+}
+
 /// The per-flow policy ledger (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct PolicyLedger {
     cfg: PolicyDriftConfig,
+    /// Flows held at most ([`PolicyDriftConfig::max_flows`]).
+    cap: usize,
     entries: KeyedTable<FlowKey, Entry>,
     names: Vec<String>,
     name_index: FxHashMap<String, u32>,
@@ -185,17 +192,24 @@ pub struct FlowUsage {
 }
 
 impl PolicyLedger {
-    /// An empty ledger.
-    pub fn new(cfg: &PolicyDriftConfig) -> Self {
+    /// An empty ledger under a `limits.state_memory` budget of `state_memory` bytes.
+    pub fn new(cfg: &PolicyDriftConfig, state_memory: usize) -> Self {
         PolicyLedger {
             cfg: cfg.clone(),
+            cap: cfg.max_flows(state_memory),
             ..Self::default()
         }
     }
 
-    /// Takes new settings, keeping what it remembers.
-    pub fn reconfigure(&mut self, cfg: &PolicyDriftConfig) {
+    /// Takes new settings, keeping what it remembers (a smaller cap evicts at the next new flow).
+    pub fn reconfigure(&mut self, cfg: &PolicyDriftConfig, state_memory: usize) {
         self.cfg = cfg.clone();
+        self.cap = cfg.max_flows(state_memory);
+    }
+
+    /// Flows held at most.
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 
     /// Flows remembered.
@@ -315,7 +329,7 @@ impl PolicyLedger {
                 action: rec.pending_action,
                 rule: rec.pending_rule,
             });
-        if self.entries.len() >= self.cfg.max_entries.max(1) && !self.entries.contains_key(&key) {
+        if self.entries.len() >= self.cap.max(1) && !self.entries.contains_key(&key) {
             self.evict();
         }
         let min_records = self.cfg.min_records;
@@ -646,6 +660,9 @@ mod tests {
     use super::*;
     use crate::flow::Decoder;
 
+    /// The default `limits.state_memory`.
+    const BUDGET: usize = 512 << 20;
+
     fn cfg() -> PolicyDriftConfig {
         PolicyDriftConfig {
             min_records: 2,
@@ -665,7 +682,7 @@ mod tests {
     #[test]
     fn flows_idle_past_the_cutoff_are_forgotten() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&cfg());
+        let mut l = PolicyLedger::new(&cfg(), BUDGET);
         let allow = "1|platform|gnp:platform.allow-shop|allow|0";
         l.observe(&rec(&mut dec, 0, "allow", allow, ""), 0);
         assert_eq!(l.len(), 1);
@@ -677,7 +694,7 @@ mod tests {
     #[test]
     fn a_deny_that_becomes_an_allow_is_loosened_naming_both_policies() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&cfg());
+        let mut l = PolicyLedger::new(&cfg(), BUDGET);
         let deny = "1|default|shop/knp.default.default-deny|deny|-1";
         let allow = "1|platform|gnp:platform.allow-debug-all|allow|0";
         for w in 0..3 {
@@ -712,7 +729,7 @@ mod tests {
     #[test]
     fn shapes_of_one_policy_and_unknown_rules_are_no_drift() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&cfg());
+        let mut l = PolicyLedger::new(&cfg(), BUDGET);
         let shapes = [
             "1|default|shop/default.allow-payment|allow",
             "1|default|np:shop/default.allow-payment|allow|1",
@@ -740,7 +757,7 @@ mod tests {
     #[test]
     fn a_staged_deny_on_established_traffic_is_reported_once() {
         let mut dec = Decoder::default();
-        let mut l = PolicyLedger::new(&cfg());
+        let mut l = PolicyLedger::new(&cfg(), BUDGET);
         let allow = "1|default|shop/default.allow-payment|allow|0";
         let staged = "\"0|default|staged:shop/default.default-deny|deny|-1\"";
         for w in 0..6 {
@@ -754,10 +771,13 @@ mod tests {
 
     /// A ledger holding at most `max_entries`.
     fn capped(max_entries: usize) -> PolicyLedger {
-        PolicyLedger::new(&PolicyDriftConfig {
-            max_entries,
-            ..cfg()
-        })
+        PolicyLedger::new(
+            &PolicyDriftConfig {
+                max_entries,
+                ..cfg()
+            },
+            BUDGET,
+        )
     }
 
     /// An allowed egress record at time `t` from one workload to the internet on `port`.
@@ -783,7 +803,7 @@ mod tests {
             "every eviction counted"
         );
         let snap = l.snapshot();
-        let mut back = PolicyLedger::new(&cfg());
+        let mut back = PolicyLedger::new(&cfg(), BUDGET);
         back.restore(snap.clone());
         assert_eq!(back.snapshot(), snap);
     }
