@@ -4,6 +4,11 @@ use clap::{Parser, Subcommand};
 use flowwarden::cli;
 use std::process::ExitCode;
 
+/// The system allocator, with the large tables on huge pages once the config allows it.
+#[global_allocator]
+static ALLOC: flowwarden::limits::huge_pages::HugePageAlloc =
+    flowwarden::limits::huge_pages::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "flowwarden",

@@ -49,6 +49,7 @@ impl BenchInput {
                 break;
             }
         }
+        crate::source::release_cached_inputs(inputs);
         Ok(BenchInput { batches })
     }
 

@@ -30,7 +30,9 @@ pub fn check_config(a: CheckConfigArgs) -> anyhow::Result<()> {
 
 /// Loads the config named on the command line (or the defaults).
 pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    Ok(Config::load_or_default(path)?)
+    let cfg = Config::load_or_default(path)?;
+    crate::limits::huge_pages::configure(cfg.limits.huge_pages);
+    Ok(cfg)
 }
 
 /// Exit code for an error: 2 for configuration and usage errors, 1 otherwise.

@@ -17,6 +17,7 @@
 //! `cardinality_flood` finding naming where the identities came from.
 
 pub mod admission;
+pub mod huge_pages;
 
 use crate::alert::Band;
 use crate::baseline::{BaselineStore, ClusterState};
@@ -57,6 +58,9 @@ pub struct LimitsConfig {
     /// Never-seen workloads in one window that raise a `cardinality_flood` alert (one is also raised
     /// whenever the budget refuses records or evicts state).
     pub flood_new_identities: u64,
+    /// Back blocks of 8 MiB and more (the large tables) with transparent huge pages where Linux
+    /// allows it ([`huge_pages`]).
+    pub huge_pages: bool,
 }
 
 impl Default for LimitsConfig {
@@ -66,6 +70,7 @@ impl Default for LimitsConfig {
             window_workloads: 0,
             established_windows: 3,
             flood_new_identities: 50_000,
+            huge_pages: true,
         }
     }
 }
