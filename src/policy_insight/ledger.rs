@@ -207,11 +207,6 @@ impl PolicyLedger {
         self.cap = cfg.max_flows(state_memory);
     }
 
-    /// Flows held at most.
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
     /// Flows remembered.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -37,7 +37,8 @@ pub struct PolicyDriftConfig {
     pub max_entries: usize,
 }
 
-/// Flows a derived ledger holds at least (what a 512 MiB budget gives, rounded up).
+/// Flows a derived ledger holds at least: the old fixed default, so a small budget (512 MiB derives
+/// about 76k) remembers no fewer flows than before.
 pub const MIN_DERIVED_FLOWS: usize = 200_000;
 /// A derived ledger takes this fraction of `limits.state_memory`: a cluster given a larger budget
 /// for more workloads has more flows too, and a ledger smaller than its flows forgets each one
