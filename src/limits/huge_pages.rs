@@ -1,86 +1,203 @@
 //! Transparent huge pages for the large tables: the global allocator is the system's, except that a
-//! block of [`MIN_BLOCK`] or more, once [`configure`] turned this on (`[limits] huge_pages`), has
-//! its 2 MiB-aligned interior marked `MADV_HUGEPAGE`.
+//! block of [`MIN_BLOCK`] or more is mapped by this allocator on a 2 MiB boundary and, once
+//! [`configure`] turned this on (`[limits] huge_pages`), marked `MADV_HUGEPAGE`.
 //!
 //! Why: past a few hundred thousand workloads every per-record look-up (the decoder's cache, the
 //! admission set, the window index, the baselines, the policy ledger) lands on a random 4 KiB page
 //! of a table of hundreds of megabytes. The TLB covers a few megabytes, so each look-up also walks
-//! the page table, and even a prefetch waits for that walk. With 2 MiB pages the same TLB covers
-//! gigabytes. Linux backs a marked range with huge pages as it faults in when the system's
-//! `transparent_hugepage/enabled` is `madvise` or `always`; with `never` the mark does nothing.
+//! the page table, and even a prefetch waits for that walk (on this VM a random read into 512 MB
+//! took 436 ns on 4 KiB pages against 209 ns on 2 MiB pages, and prefetching could not hide the
+//! walk). With 2 MiB pages the same TLB covers gigabytes. Linux backs a marked range with huge
+//! pages as it faults in when the system's `transparent_hugepage/enabled` is `madvise` or `always`;
+//! with `never` the mark does nothing.
 //!
-//! Only large blocks are marked: a small allocation would round its footprint up to 2 MiB, and the
-//! tables that miss are the large ones. The alternative, `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`,
-//! marks every block and made a million-workload run three times slower (compaction at every fault).
+//! Why its own mappings rather than marking what `malloc` returns: `malloc` maps a large block at
+//! any 4 KiB boundary and grows it with `mremap`, which moves the pages to another such boundary
+//! and splits every huge page into small ones. At a million workloads half of each window table
+//! had fallen back to 4 KiB pages that way. A block mapped here starts on a 2 MiB boundary, so all
+//! of it can be backed, and it grows in place or by a copy into a new aligned mapping.
+//!
+//! Only large blocks: a small allocation would round its footprint up to 2 MiB, and the tables that
+//! miss are the large ones. The alternative, `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, marks every
+//! block and made a million-workload run three times slower (compaction at every fault).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Blocks at least this large are marked (a window table, an index, a `DashMap` shard at a
-/// million workloads; not the 4 MiB line batches).
+/// Blocks at least this large are mapped here and marked (a window table, an index, a `DashMap`
+/// shard at a million workloads; not the 4 MiB line batches).
 pub const MIN_BLOCK: usize = 8 << 20;
 
 const HUGE_PAGE: usize = 2 << 20;
 
-/// The smallest block marked; `usize::MAX` while off (the start, before a config is read).
-static THRESHOLD: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Whether new large mappings are marked; off at the start, before a config is read.
+static MARK: AtomicBool = AtomicBool::new(false);
 
-/// Turns marking on or off for blocks allocated (or grown) from now on.
+/// Turns marking on or off for large blocks mapped (or grown) from now on.
 pub fn configure(on: bool) {
-    let t = if on { MIN_BLOCK } else { usize::MAX };
-    THRESHOLD.store(t, Ordering::Relaxed);
+    MARK.store(on, Ordering::Relaxed);
 }
 
-/// Marks `p`'s block of `size` bytes when it reaches the threshold [`configure`] set.
+/// Whether [`configure`] turned marking on.
 #[inline]
-fn advise(p: *mut u8, size: usize) {
-    if !p.is_null() && size >= THRESHOLD.load(Ordering::Relaxed) {
-        mark(p, size);
-    }
+fn marking() -> bool {
+    MARK.load(Ordering::Relaxed)
 }
 
-/// Marks the 2 MiB-aligned interior of the `size` bytes at `p` for huge pages. Best effort: the
-/// kernel may refuse or not back it, and nothing depends on it.
-fn mark(p: *mut u8, size: usize) {
-    let start = (p as usize).next_multiple_of(HUGE_PAGE);
-    let end = (p as usize + size) & !(HUGE_PAGE - 1);
-    if end <= start {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    // SAFETY: the range lies inside a block this allocator handed out; MADV_HUGEPAGE changes how
-    // the kernel backs it, never its contents or its validity.
+/// Whether a block of this layout is one of this allocator's own mappings. It depends on the
+/// layout alone, never on [`configure`], so a block is freed the way it was allocated.
+#[inline]
+fn is_large(size: usize, align: usize) -> bool {
+    cfg!(target_os = "linux") && size >= MIN_BLOCK && align <= HUGE_PAGE
+}
+
+/// Bytes mapped for a large block of `size` bytes: whole 2 MiB pages, so its last page can be a
+/// huge one too (untouched pages cost nothing).
+#[inline]
+fn mapped_len(size: usize) -> usize {
+    size.next_multiple_of(HUGE_PAGE)
+}
+
+/// Marks `len` bytes at `p` for huge pages. Best effort: the kernel may refuse or not back it, and
+/// nothing depends on it.
+#[cfg(target_os = "linux")]
+fn mark(p: *mut u8, len: usize) {
+    // SAFETY: the range is a mapping this allocator made; MADV_HUGEPAGE changes how the kernel
+    // backs it, never its contents or its validity.
     unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE);
     }
 }
 
-/// The system allocator with large blocks marked for huge pages (see the module doc).
+/// Maps a zeroed block of `size` bytes starting on a 2 MiB boundary, marked for huge pages when
+/// `marked`; null when the system refuses.
+#[cfg(target_os = "linux")]
+unsafe fn map_block(size: usize, marked: bool) -> *mut u8 {
+    let len = mapped_len(size);
+    // One huge page more than needed, then the unaligned head and the rest of the tail go back.
+    let raw = libc::mmap(
+        std::ptr::null_mut(),
+        len + HUGE_PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    );
+    if raw == libc::MAP_FAILED {
+        return std::ptr::null_mut();
+    }
+    let raw = raw as usize;
+    let start = raw.next_multiple_of(HUGE_PAGE);
+    if start > raw {
+        libc::munmap(raw as *mut libc::c_void, start - raw);
+    }
+    let tail = raw + len + HUGE_PAGE - (start + len);
+    if tail > 0 {
+        libc::munmap((start + len) as *mut libc::c_void, tail);
+    }
+    if marked {
+        mark(start as *mut u8, len);
+    }
+    start as *mut u8
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn map_block(_size: usize, _marked: bool) -> *mut u8 {
+    unreachable!("large blocks are mapped here on Linux only")
+}
+
+/// Unmaps a block [`map_block`] made for `size` bytes.
+unsafe fn unmap_block(p: *mut u8, size: usize) {
+    #[cfg(target_os = "linux")]
+    libc::munmap(p.cast(), mapped_len(size));
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, size);
+}
+
+/// Grows or shrinks a block [`map_block`] made for `old` bytes to `new` bytes (both large): in
+/// place when the address space after it is free, else by a copy into a new aligned mapping.
+#[cfg(target_os = "linux")]
+unsafe fn remap_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+    let (old_len, new_len) = (mapped_len(old), mapped_len(new));
+    if new_len == old_len {
+        return p;
+    }
+    if new_len < old_len {
+        libc::munmap(p.add(new_len).cast(), old_len - new_len);
+        return p;
+    }
+    // Without MREMAP_MAYMOVE the mapping only grows where it is, keeping its alignment and mark.
+    let grown = libc::mremap(p.cast(), old_len, new_len, 0);
+    if grown != libc::MAP_FAILED {
+        return p;
+    }
+    let q = map_block(new, marking());
+    if !q.is_null() {
+        std::ptr::copy_nonoverlapping(p, q, old);
+        unmap_block(p, old);
+    }
+    q
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn remap_block(_p: *mut u8, _old: usize, _new: usize) -> *mut u8 {
+    unreachable!("large blocks are mapped here on Linux only")
+}
+
+/// The system allocator, with large blocks mapped on 2 MiB boundaries and marked for huge pages
+/// (see the module doc).
 pub struct HugePageAlloc;
 
-// SAFETY: every call is forwarded to `System` unchanged; `advise` only adds a hint on the memory
-// `System` returned.
+// SAFETY: a small block is the system allocator's, unchanged. A large one ([`is_large`], decided by
+// its layout alone, so every call on a block takes the same branch) is a private anonymous mapping
+// of at least its size, aligned to 2 MiB (enough for any alignment `is_large` admits), zeroed by
+// the kernel, and unmapped only by `dealloc` or `realloc` given that same block.
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        advise(p, layout.size());
-        p
+        if is_large(layout.size(), layout.align()) {
+            map_block(layout.size(), marking())
+        } else {
+            System.alloc(layout)
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        advise(p, layout.size());
-        p
+        if is_large(layout.size(), layout.align()) {
+            map_block(layout.size(), marking())
+        } else {
+            System.alloc_zeroed(layout)
+        }
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        System.dealloc(p, layout)
+        if is_large(layout.size(), layout.align()) {
+            unmap_block(p, layout.size())
+        } else {
+            System.dealloc(p, layout)
+        }
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let q = System.realloc(p, layout, new_size);
-        advise(q, new_size);
-        q
+        let align = layout.align();
+        match (is_large(layout.size(), align), is_large(new_size, align)) {
+            (false, false) => System.realloc(p, layout, new_size),
+            (true, true) => remap_block(p, layout.size(), new_size),
+            (was_large, _) => {
+                let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
+                    return std::ptr::null_mut();
+                };
+                let q = self.alloc(new_layout);
+                if !q.is_null() {
+                    std::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                    if was_large {
+                        unmap_block(p, layout.size());
+                    } else {
+                        System.dealloc(p, layout);
+                    }
+                }
+                q
+            }
+        }
     }
 }
 
@@ -110,23 +227,74 @@ mod tests {
     }
 
     #[test]
-    fn a_marked_block_is_backed_for_huge_pages_and_its_neighbour_is_not() {
-        // Above glibc's largest dynamic mmap threshold (32 MiB): each a mapping of its own.
-        let layout = Layout::from_size_align(MIN_BLOCK * 8, 64).expect("layout");
-        // SAFETY: plain allocations from the system allocator, freed below with their layout.
+    fn a_marked_block_is_backed_for_huge_pages_and_an_unmarked_one_is_not() {
+        // SAFETY: blocks mapped here and unmapped with the sizes they were mapped for.
         unsafe {
-            let marked = System.alloc(layout);
-            let plain = System.alloc(layout);
+            let marked = map_block(MIN_BLOCK * 2, true);
+            let plain = map_block(MIN_BLOCK * 2, false);
             assert!(!marked.is_null() && !plain.is_null());
-            mark(marked, layout.size());
-            let mid = |p: *mut u8| p as usize + layout.size() / 2;
+            assert_eq!(marked as usize % HUGE_PAGE, 0, "starts on a huge page");
+            let mid = |p: *mut u8| p as usize + MIN_BLOCK;
             assert!(vm_flags(mid(marked)).contains(" hg"), "marked");
             assert!(!vm_flags(mid(plain)).contains(" hg"), "not marked");
-            // Too small to hold an aligned 2 MiB page: nothing to mark, and no call made.
-            mark(plain, HUGE_PAGE / 2);
-            assert!(!vm_flags(mid(plain)).contains(" hg"));
-            System.dealloc(marked, layout);
-            System.dealloc(plain, layout);
+            unmap_block(marked, MIN_BLOCK * 2);
+            unmap_block(plain, MIN_BLOCK * 2);
+        }
+    }
+
+    /// Writes a pattern over `n` bytes at `p`.
+    unsafe fn fill(p: *mut u8, n: usize) {
+        for i in (0..n).step_by(4093) {
+            *p.add(i) = (i % 251) as u8;
+        }
+    }
+
+    /// Whether the pattern [`fill`] wrote over `n` bytes is still at `p`.
+    unsafe fn holds(p: *const u8, n: usize) -> bool {
+        (0..n).step_by(4093).all(|i| *p.add(i) == (i % 251) as u8)
+    }
+
+    #[test]
+    fn a_block_keeps_its_bytes_and_its_alignment_through_growth_shrinking_and_back_to_small() {
+        let a = HugePageAlloc;
+        let small = Layout::from_size_align(MIN_BLOCK / 2, 8).expect("layout");
+        // SAFETY: each pointer is passed back with the layout (size) it was last given.
+        unsafe {
+            let p = a.alloc(small);
+            assert!(!p.is_null());
+            fill(p, small.size());
+            // Small to large: copied into an aligned mapping of its own.
+            let big = MIN_BLOCK + 12345;
+            let mut p = a.realloc(p, small, big);
+            assert!(!p.is_null() && p as usize % HUGE_PAGE == 0);
+            assert!(holds(p, small.size()));
+            fill(p, big);
+            // Large to larger, more than once: in place or copied, always aligned.
+            let mut size = big;
+            for grown in [MIN_BLOCK * 3, MIN_BLOCK * 7 + 1] {
+                let layout = Layout::from_size_align(size, 8).expect("layout");
+                p = a.realloc(p, layout, grown);
+                assert!(!p.is_null() && p as usize % HUGE_PAGE == 0);
+                assert!(holds(p, size), "grown to {grown}");
+                fill(p, grown);
+                size = grown;
+            }
+            // Shrunk, still large: in place.
+            let layout = Layout::from_size_align(size, 8).expect("layout");
+            let q = a.realloc(p, layout, MIN_BLOCK);
+            assert_eq!(q, p, "shrinks in place");
+            assert!(holds(q, MIN_BLOCK));
+            // Back to small: the system's block again.
+            let layout = Layout::from_size_align(MIN_BLOCK, 8).expect("layout");
+            let r = a.realloc(q, layout, 1000);
+            assert!(!r.is_null());
+            assert!(holds(r, 1000));
+            a.dealloc(r, Layout::from_size_align(1000, 8).expect("layout"));
+            // Zeroed large blocks come from the kernel zeroed.
+            let z = Layout::from_size_align(MIN_BLOCK, 64).expect("layout");
+            let p = a.alloc_zeroed(z);
+            assert!(!p.is_null() && (0..MIN_BLOCK).step_by(4096).all(|i| *p.add(i) == 0));
+            a.dealloc(p, z);
         }
     }
 }
