@@ -88,10 +88,12 @@ unsafe fn map_block(size: usize, marked: bool) -> *mut u8 {
     }
     let raw = raw as usize;
     let start = raw.next_multiple_of(HUGE_PAGE);
-    if start > raw {
-        libc::munmap(raw as *mut libc::c_void, start - raw);
+    let head = start - raw;
+    if head > 0 {
+        libc::munmap(raw as *mut libc::c_void, head);
     }
-    let tail = raw + len + HUGE_PAGE - (start + len);
+    // The spare huge page, less what the head gave back.
+    let tail = HUGE_PAGE - head;
     if tail > 0 {
         libc::munmap((start + len) as *mut libc::c_void, tail);
     }
@@ -182,18 +184,15 @@ unsafe impl GlobalAlloc for HugePageAlloc {
         match (is_large(layout.size(), align), is_large(new_size, align)) {
             (false, false) => System.realloc(p, layout, new_size),
             (true, true) => remap_block(p, layout.size(), new_size),
-            (was_large, _) => {
+            // Crossing the threshold: the block moves between the system's heap and a mapping.
+            _ => {
                 let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
                     return std::ptr::null_mut();
                 };
                 let q = self.alloc(new_layout);
                 if !q.is_null() {
                     std::ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-                    if was_large {
-                        unmap_block(p, layout.size());
-                    } else {
-                        System.dealloc(p, layout);
-                    }
+                    self.dealloc(p, layout);
                 }
                 q
             }
