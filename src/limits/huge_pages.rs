@@ -69,25 +69,27 @@ fn mark(p: *mut u8, len: usize) {
     }
 }
 
-/// Maps a zeroed block of `size` bytes starting on a 2 MiB boundary, marked for huge pages when
-/// `marked`; null when the system refuses.
+/// Maps `len` bytes and one huge page more with `prot` and `flags`, so that the mapping holds `len`
+/// bytes from a 2 MiB boundary: returns the mapping's start and that boundary, or `None` when the
+/// system refuses. [`trim_room`] gives the spare bytes back.
 #[cfg(target_os = "linux")]
-unsafe fn map_block(size: usize, marked: bool) -> *mut u8 {
-    let len = mapped_len(size);
-    // One huge page more than needed, then the unaligned head and the rest of the tail go back.
-    let raw = libc::mmap(
-        std::ptr::null_mut(),
-        len + HUGE_PAGE,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        -1,
-        0,
-    );
+unsafe fn map_with_room(
+    len: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+) -> Option<(usize, usize)> {
+    let raw = libc::mmap(std::ptr::null_mut(), len + HUGE_PAGE, prot, flags, -1, 0);
     if raw == libc::MAP_FAILED {
-        return std::ptr::null_mut();
+        return None;
     }
     let raw = raw as usize;
-    let start = raw.next_multiple_of(HUGE_PAGE);
+    Some((raw, raw.next_multiple_of(HUGE_PAGE)))
+}
+
+/// Unmaps what lies before `start` and after `start + len` of a mapping [`map_with_room`] made at
+/// `raw` for `len` bytes.
+#[cfg(target_os = "linux")]
+unsafe fn trim_room(raw: usize, start: usize, len: usize) {
     let head = start - raw;
     if head > 0 {
         libc::munmap(raw as *mut libc::c_void, head);
@@ -97,6 +99,18 @@ unsafe fn map_block(size: usize, marked: bool) -> *mut u8 {
     if tail > 0 {
         libc::munmap((start + len) as *mut libc::c_void, tail);
     }
+}
+
+/// Maps a zeroed block of `size` bytes starting on a 2 MiB boundary, marked for huge pages when
+/// `marked`; null when the system refuses.
+#[cfg(target_os = "linux")]
+unsafe fn map_block(size: usize, marked: bool) -> *mut u8 {
+    let len = mapped_len(size);
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let Some((raw, start)) = map_with_room(len, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) else {
+        return std::ptr::null_mut();
+    };
+    trim_room(raw, start, len);
     if marked {
         mark(start as *mut u8, len);
     }
@@ -154,22 +168,11 @@ unsafe fn remap_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
 #[cfg(target_os = "linux")]
 unsafe fn move_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     let (old_len, new_len) = (mapped_len(old), mapped_len(new));
-    // Address space only (no access, no memory), one huge page larger so that it holds a 2 MiB
-    // boundary; the move replaces the aligned part and the rest goes back.
-    let reserved = new_len + HUGE_PAGE;
-    let raw = libc::mmap(
-        std::ptr::null_mut(),
-        reserved,
-        libc::PROT_NONE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-        -1,
-        0,
-    );
-    if raw == libc::MAP_FAILED {
+    // Address space only (no access, no memory); the move replaces its aligned part.
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let Some((raw, start)) = map_with_room(new_len, libc::PROT_NONE, flags) else {
         return std::ptr::null_mut();
-    }
-    let raw = raw as usize;
-    let start = raw.next_multiple_of(HUGE_PAGE);
+    };
     let moved = libc::mremap(
         p.cast(),
         old_len,
@@ -178,17 +181,10 @@ unsafe fn move_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
         start as *mut libc::c_void,
     );
     if moved == libc::MAP_FAILED {
-        libc::munmap(raw as *mut libc::c_void, reserved);
+        libc::munmap(raw as *mut libc::c_void, new_len + HUGE_PAGE);
         return std::ptr::null_mut();
     }
-    let head = start - raw;
-    if head > 0 {
-        libc::munmap(raw as *mut libc::c_void, head);
-    }
-    let tail = HUGE_PAGE - head;
-    if tail > 0 {
-        libc::munmap((start + new_len) as *mut libc::c_void, tail);
-    }
+    trim_room(raw, start, new_len);
     // The moved mapping keeps the old one's mark; marking turned on since then marks it now.
     if marking() {
         mark(start as *mut u8, new_len);
