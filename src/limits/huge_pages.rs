@@ -160,6 +160,11 @@ unsafe fn remap_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     q
 }
 
+#[cfg(not(target_os = "linux"))]
+unsafe fn remap_block(_p: *mut u8, _old: usize, _new: usize) -> *mut u8 {
+    unreachable!("large blocks are mapped here on Linux only")
+}
+
 /// Grows a block [`map_block`] made for `old` bytes to `new` bytes at a new 2 MiB boundary,
 /// the kernel moving its pages there (huge pages whole, both ends being aligned) rather than
 /// copying them; null, with the block left where it was, when the system refuses. A grown table
@@ -190,11 +195,6 @@ unsafe fn move_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
         mark(start as *mut u8, new_len);
     }
     start as *mut u8
-}
-
-#[cfg(not(target_os = "linux"))]
-unsafe fn remap_block(_p: *mut u8, _old: usize, _new: usize) -> *mut u8 {
-    unreachable!("large blocks are mapped here on Linux only")
 }
 
 /// The system allocator, with large blocks mapped on 2 MiB boundaries and marked for huge pages
@@ -367,7 +367,7 @@ mod tests {
             assert!(!p.is_null() && p as usize % HUGE_PAGE == 0);
             assert!(holds(p, small.size()));
             fill(p, big);
-            // Large to larger, more than once: in place or copied, always aligned.
+            // Large to larger, more than once: in place, moved or copied, always aligned.
             let mut size = big;
             for grown in [MIN_BLOCK * 3, MIN_BLOCK * 7 + 1] {
                 let layout = Layout::from_size_align(size, 8).expect("layout");
