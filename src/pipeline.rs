@@ -91,6 +91,16 @@ impl StageTimes {
     pub fn total(&self) -> Duration {
         self.decode + self.assign + self.aggregate + self.close
     }
+
+    /// The time spent since `earlier`, a snapshot of the same pipeline's times.
+    pub fn since(&self, earlier: &StageTimes) -> StageTimes {
+        StageTimes {
+            decode: self.decode.saturating_sub(earlier.decode),
+            assign: self.assign.saturating_sub(earlier.assign),
+            aggregate: self.aggregate.saturating_sub(earlier.aggregate),
+            close: self.close.saturating_sub(earlier.close),
+        }
+    }
 }
 
 /// Memory held by the pipeline's per-workload state (`bench`).

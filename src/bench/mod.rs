@@ -219,6 +219,9 @@ pub struct BenchReport {
     pub batch_latency_us: Percentiles,
     /// Share of the pipeline's time per stage.
     pub stages: StageShares,
+    /// The same over the second half (see `second_half_records_per_s`): where a large input's
+    /// extra per-record cost lies once the first sightings are behind it.
+    pub second_half_stages: StageShares,
     /// The pipeline's counters.
     pub stats: RunStats,
 }
@@ -260,7 +263,7 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
     for (i, batch) in input.batches.iter().enumerate() {
         let arrived = Instant::now();
         if second_half.is_none() && (pushed + batch.len() as u64) * 2 > records {
-            second_half = Some((arrived, records - pushed));
+            second_half = Some((arrived, records - pushed, pipeline.stage_times()));
         }
         pushed += batch.len() as u64;
         let alerts = pipeline.push(batch)?;
@@ -278,12 +281,15 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
     let alerts = pipeline.finish()?;
     note_alerts(alerts, Instant::now());
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let second_half_records_per_s = second_half.map_or(0.0, |(from, n)| {
+    let second_half_records_per_s = second_half.map_or(0.0, |(from, n, _)| {
         n as f64 / from.elapsed().as_secs_f64().max(1e-9)
     });
     progress.finish();
     let stats = pipeline.stats();
-    let stages = StageShares::of(&pipeline.stage_times());
+    let times = pipeline.stage_times();
+    let stages = StageShares::of(&times);
+    let second_half_stages =
+        StageShares::of(&second_half.map_or(times, |(_, _, before)| times.since(&before)));
     let window_len = pipeline.window_length().unwrap_or(60).max(1);
 
     // After the clock: which records an alert covers, by (window start, workload).
@@ -324,6 +330,7 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
         latency_us: Percentiles::of(&latency),
         batch_latency_us: Percentiles::of(&batch_hist),
         stages,
+        second_half_stages,
         stats,
     })
 }

@@ -60,7 +60,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 
 /// The human-readable form of a report.
 pub fn render_text(r: &BenchReport) -> String {
-    let s = &r.stages;
+    let (s, h) = (&r.stages, &r.second_half_stages);
     format!(
         "records           {} ({:.0} B/line, {:.1} MB)\n\
          threads           {}\n\
@@ -69,6 +69,7 @@ pub fn render_text(r: &BenchReport) -> String {
          parse only        {:.0} records/s (simd-json from_slice, 1 thread)\n\
          end to end / parse only  {:.2}\n\
          stages            decode {:.1} %, assign {:.1} %, aggregate {:.1} %, close/detect {:.1} %\n\
+         second half       decode {:.1} %, assign {:.1} %, aggregate {:.1} %, close/detect {:.1} %\n\
          peak RSS          {:.1} MiB (input in memory included)\n\
          bytes/workload    {:.0} ({} baseline groups, {} open aggregates)\n\
          batch latency     p50 {} us, p99 {} us, p99.9 {} us, max {} us\n\
@@ -87,6 +88,10 @@ pub fn render_text(r: &BenchReport) -> String {
         s.assign * 100.0,
         s.aggregate * 100.0,
         s.close * 100.0,
+        h.decode * 100.0,
+        h.assign * 100.0,
+        h.aggregate * 100.0,
+        h.close * 100.0,
         r.peak_rss_bytes as f64 / (1 << 20) as f64,
         r.bytes_per_workload,
         r.footprint.baseline_groups,

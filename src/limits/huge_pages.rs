@@ -17,18 +17,33 @@
 //! had fallen back to 4 KiB pages that way. A block mapped here starts on a 2 MiB boundary, so all
 //! of it can be backed, and it grows in place or by moving its pages to a new 2 MiB boundary.
 //!
+//! Freed large blocks are kept ([`KeptBlocks`], up to [`KEEP_BYTES`]) for the next large
+//! allocation instead of being unmapped: each window close at a million workloads allocates and
+//! frees a few hundred megabytes of temporaries (the sorted items, the egress edges, the pruned
+//! cluster tables), and memory mapped afresh is faulted in and zeroed again at every close (on
+//! this VM's balloon the host backs it anew as well). [`release_free_memory`](super::release_free_memory)
+//! gives them back when the state shrinks.
+//!
 //! Only large blocks: a small allocation would round its footprint up to 2 MiB, and the tables that
 //! miss are the large ones. The alternative, `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, marks every
 //! block and made a million-workload run three times slower (compaction at every fault).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Blocks at least this large are mapped here and marked (a window table, an index, a `DashMap`
 /// shard at a million workloads; not the 4 MiB line batches).
 pub const MIN_BLOCK: usize = 8 << 20;
 
 const HUGE_PAGE: usize = 2 << 20;
+
+/// Freed large blocks kept for reuse, in bytes at most: more than the temporaries of a window
+/// close at a million workloads (about 300 MB), little beside the state such a close implies.
+pub const KEEP_BYTES: usize = 512 << 20;
+
+/// Freed large blocks kept at once, at most.
+const KEEP_SLOTS: usize = 16;
 
 /// Whether new large mappings are marked; off at the start, before a config is read.
 static MARK: AtomicBool = AtomicBool::new(false);
@@ -122,6 +137,136 @@ unsafe fn map_block(_size: usize, _marked: bool) -> *mut u8 {
     unreachable!("large blocks are mapped here on Linux only")
 }
 
+/// Freed large blocks (2 MiB aligned, whole 2 MiB pages, still mapped and faulted in), handed out
+/// again before anything is mapped afresh. Plain data under a lock: the allocator calls it only for
+/// blocks of [`MIN_BLOCK`] or more, a few times per window close.
+#[derive(Debug)]
+pub struct KeptBlocks {
+    /// `(start, mapped length)`, oldest first; only the first `n` are blocks.
+    blocks: [(usize, usize); KEEP_SLOTS],
+    n: usize,
+    bytes: usize,
+    limit: usize,
+}
+
+/// What [`KeptBlocks::keep`] could not keep, for the caller to unmap: `(start, length)` pairs.
+type Evicted = [(usize, usize); KEEP_SLOTS + 1];
+
+impl KeptBlocks {
+    /// Keeps up to `limit` bytes.
+    pub const fn new(limit: usize) -> Self {
+        KeptBlocks {
+            blocks: [(0, 0); KEEP_SLOTS],
+            n: 0,
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Bytes kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// A kept block for `len` bytes (a multiple of 2 MiB): the smallest that holds them, its
+    /// spare end kept on its own (it is 2 MiB aligned too).
+    fn take(&mut self, len: usize) -> Option<usize> {
+        let (i, &(start, have)) = self.blocks[..self.n]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.1 >= len)
+            .min_by_key(|(_, b)| b.1)?;
+        if have > len {
+            self.blocks[i] = (start + len, have - len);
+        } else {
+            self.blocks.copy_within(i + 1..self.n, i);
+            self.n -= 1;
+        }
+        self.bytes -= len;
+        Some(start)
+    }
+
+    /// Keeps the block of `len` bytes at `start`; returns what must be unmapped instead (the block
+    /// itself when it alone is over the limit, else the oldest blocks until the rest fit).
+    fn keep(&mut self, start: usize, len: usize, out: &mut Evicted) -> usize {
+        if len > self.limit {
+            out[0] = (start, len);
+            return 1;
+        }
+        let mut evicted = 0;
+        while self.n > 0 && (self.n == KEEP_SLOTS || self.bytes + len > self.limit) {
+            out[evicted] = self.blocks[0];
+            evicted += 1;
+            self.bytes -= self.blocks[0].1;
+            self.blocks.copy_within(1..self.n, 0);
+            self.n -= 1;
+        }
+        self.blocks[self.n] = (start, len);
+        self.n += 1;
+        self.bytes += len;
+        evicted
+    }
+
+    /// Empties the store, returning every block for the caller to unmap.
+    fn drain(&mut self, out: &mut Evicted) -> usize {
+        let n = self.n;
+        out[..n].copy_from_slice(&self.blocks[..n]);
+        self.n = 0;
+        self.bytes = 0;
+        n
+    }
+}
+
+/// The allocator's store of freed large blocks.
+static KEPT: Mutex<KeptBlocks> = Mutex::new(KeptBlocks::new(KEEP_BYTES));
+
+/// The store, even if a thread panicked holding it (its plain data is never left half-updated).
+fn kept() -> MutexGuard<'static, KeptBlocks> {
+    KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Bytes of freed large blocks the allocator keeps for reuse.
+pub fn kept_bytes() -> usize {
+    kept().bytes()
+}
+
+/// Unmaps the `n` first blocks of `blocks`.
+unsafe fn unmap_all(blocks: &Evicted, n: usize) {
+    #[cfg(target_os = "linux")]
+    for &(start, len) in &blocks[..n] {
+        libc::munmap(start as *mut libc::c_void, len);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (blocks, n);
+}
+
+/// Unmaps every kept block (the state shrank: give the memory back).
+pub fn release_kept() {
+    let mut out = [(0, 0); KEEP_SLOTS + 1];
+    let n = kept().drain(&mut out);
+    // SAFETY: kept blocks are mappings no allocation uses any more, now out of the store.
+    unsafe { unmap_all(&out, n) }
+}
+
+/// A large block of `size` bytes: a kept one when one is large enough, else mapped afresh. Its
+/// bytes are whatever they were (for `alloc`, not `alloc_zeroed`). A kept block was marked when it
+/// was mapped if marking was on then; marking is turned on once, before any large block.
+unsafe fn reuse_or_map_block(size: usize) -> *mut u8 {
+    let taken = kept().take(mapped_len(size));
+    match taken {
+        Some(start) => start as *mut u8,
+        None => map_block(size, marking()),
+    }
+}
+
+/// Frees `len` bytes (a multiple of 2 MiB) of a large block from 2 MiB aligned `start`: kept for
+/// reuse, or unmapped when the store is full.
+unsafe fn keep_or_unmap(start: usize, len: usize) {
+    let mut out = [(0, 0); KEEP_SLOTS + 1];
+    let n = kept().keep(start, len, &mut out);
+    unmap_all(&out, n);
+}
+
 /// Unmaps a block [`map_block`] made for `size` bytes.
 unsafe fn unmap_block(p: *mut u8, size: usize) {
     #[cfg(target_os = "linux")]
@@ -140,13 +285,23 @@ unsafe fn remap_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
         return p;
     }
     if new_len < old_len {
-        libc::munmap(p.add(new_len).cast(), old_len - new_len);
+        keep_or_unmap(p as usize + new_len, old_len - new_len);
         return p;
     }
     // Without MREMAP_MAYMOVE the mapping only grows where it is, keeping its alignment and mark.
     let grown = libc::mremap(p.cast(), old_len, new_len, 0);
     if grown != libc::MAP_FAILED {
         return p;
+    }
+    // A kept block already faulted in: copying the old bytes costs less than faulting in and
+    // zeroing the grown part, and the old block is kept for the next growth (a vector doubling at
+    // every close then finds each of its sizes kept from the close before).
+    let taken = kept().take(new_len);
+    if let Some(start) = taken {
+        let q = start as *mut u8;
+        std::ptr::copy_nonoverlapping(p, q, old);
+        keep_or_unmap(p as usize, old_len);
+        return q;
     }
     let moved = move_block(p, old, new);
     if !moved.is_null() {
@@ -204,11 +359,12 @@ pub struct HugePageAlloc;
 // SAFETY: a small block is the system allocator's, unchanged. A large one ([`is_large`], decided by
 // its layout alone, so every call on a block takes the same branch) is a private anonymous mapping
 // of at least its size, aligned to 2 MiB (enough for any alignment `is_large` admits), zeroed by
-// the kernel, and unmapped only by `dealloc` or `realloc` given that same block.
+// the kernel when `alloc_zeroed` asks, and unmapped or kept (then owned by the store alone, and
+// handed to one allocation at a time) only by `dealloc` or `realloc` given that same block.
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_large(layout.size(), layout.align()) {
-            map_block(layout.size(), marking())
+            reuse_or_map_block(layout.size())
         } else {
             System.alloc(layout)
         }
@@ -224,7 +380,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         if is_large(layout.size(), layout.align()) {
-            unmap_block(p, layout.size())
+            keep_or_unmap(p as usize, mapped_len(layout.size()))
         } else {
             System.dealloc(p, layout)
         }
@@ -276,6 +432,97 @@ mod tests {
         panic!("no mapping holds {addr:#x}");
     }
 
+    /// The tests that go through the allocator's store of kept blocks, one at a time: each
+    /// expects the store to hold what it left there.
+    fn serial() -> MutexGuard<'static, ()> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    const MB2: usize = HUGE_PAGE;
+
+    #[test]
+    fn kept_blocks_hand_out_the_smallest_fit_keep_its_spare_end_and_evict_the_oldest() {
+        let mut store = KeptBlocks::new(10 * MB2);
+        let mut out = [(0, 0); KEEP_SLOTS + 1];
+        assert_eq!(store.take(MB2), None, "empty");
+        assert_eq!(store.keep(100 * MB2, 4 * MB2, &mut out), 0);
+        assert_eq!(store.keep(200 * MB2, 2 * MB2, &mut out), 0);
+        assert_eq!(store.keep(300 * MB2, 3 * MB2, &mut out), 0);
+        assert_eq!(store.bytes(), 9 * MB2);
+        // Smallest that fits, exactly: the 3-page block.
+        assert_eq!(store.take(3 * MB2), Some(300 * MB2));
+        // Smallest that fits, larger: the 4-page block, its last page kept on its own.
+        assert_eq!(store.take(3 * MB2), Some(100 * MB2));
+        assert_eq!(store.bytes(), 3 * MB2);
+        assert_eq!(store.take(MB2), Some(103 * MB2), "the spare end");
+        assert_eq!(store.take(4 * MB2), None, "nothing that large");
+        // Over the limit: the oldest go first, and are returned for unmapping.
+        assert_eq!(store.keep(400 * MB2, 5 * MB2, &mut out), 0);
+        assert_eq!(store.keep(500 * MB2, 4 * MB2, &mut out), 1);
+        assert_eq!(out[0], (200 * MB2, 2 * MB2));
+        assert_eq!(store.bytes(), 9 * MB2);
+        // A block over the limit on its own is not kept at all.
+        assert_eq!(store.keep(600 * MB2, 11 * MB2, &mut out), 1);
+        assert_eq!(out[0], (600 * MB2, 11 * MB2));
+        // Never more blocks than slots.
+        let mut small = KeptBlocks::new(usize::MAX);
+        for i in 0..KEEP_SLOTS {
+            assert_eq!(small.keep(i * 10 * MB2, MB2, &mut out), 0);
+        }
+        assert_eq!(small.keep(1000 * MB2, MB2, &mut out), 1);
+        assert_eq!(out[0], (0, MB2), "the oldest");
+        assert_eq!(small.drain(&mut out), KEEP_SLOTS);
+        assert_eq!((small.bytes(), small.take(MB2)), (0, None));
+    }
+
+    #[test]
+    fn a_freed_large_block_is_handed_out_again_with_its_pages_and_given_back_on_release() {
+        let _serial = serial();
+        release_kept();
+        let a = HugePageAlloc;
+        let layout = Layout::from_size_align(MIN_BLOCK * 2, 8).expect("layout");
+        // SAFETY: each pointer is passed back with the layout it was allocated with.
+        unsafe {
+            let p = a.alloc(layout);
+            assert!(!p.is_null());
+            fill(p, layout.size());
+            a.dealloc(p, layout);
+            assert_eq!(
+                kept_bytes(),
+                mapped_len(layout.size()),
+                "kept, not unmapped"
+            );
+            // The same pages, faulted in and holding what they held.
+            let q = a.alloc(layout);
+            assert_eq!(q, p);
+            assert!(holds(q, layout.size()));
+            assert_eq!(kept_bytes(), 0);
+            // A vector growing past its block copies into a kept block rather than faulting in
+            // fresh pages; its old block is kept in turn.
+            let r = a.alloc(Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"));
+            a.dealloc(
+                r,
+                Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"),
+            );
+            let grown = a.realloc(q, layout, MIN_BLOCK * 4);
+            assert!(!grown.is_null() && grown as usize % HUGE_PAGE == 0);
+            assert!(holds(grown, layout.size()));
+            if grown == r {
+                assert_eq!(kept_bytes(), mapped_len(layout.size()), "the old block");
+            }
+            a.dealloc(
+                grown,
+                Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"),
+            );
+            assert!(kept_bytes() > 0);
+            release_kept();
+            assert_eq!(kept_bytes(), 0, "given back");
+        }
+    }
+
     #[test]
     fn a_marked_block_is_backed_for_huge_pages_and_an_unmarked_one_is_not() {
         // SAFETY: blocks mapped here and unmapped with the sizes they were mapped for.
@@ -306,6 +553,8 @@ mod tests {
 
     #[test]
     fn a_block_grown_by_moving_its_pages_keeps_its_bytes_its_alignment_and_its_mark() {
+        let _serial = serial();
+        release_kept();
         // SAFETY: blocks mapped here and unmapped with the sizes they were last given.
         unsafe {
             let old = MIN_BLOCK + 4096;
@@ -333,7 +582,7 @@ mod tests {
             assert!(holds(q, old), "the old bytes moved with it");
             assert!(
                 (old..new).step_by(4096).all(|i| *q.add(i) == 0),
-                "grown zeroed"
+                "grown zeroed: moved, with nothing kept to copy into"
             );
             assert!(
                 vm_flags(q as usize + MIN_BLOCK * 2).contains(" hg"),
@@ -354,6 +603,7 @@ mod tests {
 
     #[test]
     fn a_block_keeps_its_bytes_and_its_alignment_through_growth_shrinking_and_back_to_small() {
+        let _serial = serial();
         let a = HugePageAlloc;
         let small = Layout::from_size_align(MIN_BLOCK / 2, 8).expect("layout");
         // SAFETY: each pointer is passed back with the layout (size) it was last given.

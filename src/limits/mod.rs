@@ -170,8 +170,10 @@ pub fn shrink_if_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
 
 /// Returns memory the allocator holds but no state uses to the operating system (glibc keeps freed
 /// memory in its arenas; a daemon whose state shrank after a flood would otherwise keep its peak RSS
-/// for good). Called after an idle pass that shrank the state; it costs about a millisecond.
+/// for good), and the freed large blocks kept for reuse ([`huge_pages::release_kept`]). Called
+/// after an idle pass that shrank the state; it costs about a millisecond.
 pub fn release_free_memory() {
+    huge_pages::release_kept();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims glibc's own heap; it has no preconditions.
     unsafe {
