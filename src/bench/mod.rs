@@ -180,6 +180,17 @@ impl StageShares {
     }
 }
 
+/// See [`BenchReport::steady_us_per_record`]: `t` is the stage time over `records` records.
+fn steady_us_per_record(t: &StageTimes, records: u64) -> f64 {
+    let per = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    let closed = if t.records_closed > 0 {
+        t.records_closed
+    } else {
+        records
+    };
+    per(t.decode + t.assign + t.aggregate, records) + per(t.close, closed)
+}
+
 /// Everything `bench` measured (the `--json` document).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -199,6 +210,12 @@ pub struct BenchReport {
     /// (full parse, new state, fresh memory), which a long-running daemon pays once; the
     /// per-record cost curve (docs/performance.md) compares sizes by this rate.
     pub second_half_records_per_s: f64,
+    /// Microseconds per record once warmed up, each stage divided by what it worked on: the second
+    /// half's decode, assign and aggregate time per record of that half, plus its close time per
+    /// record of the windows it closed. Closes lag the records by a window or two; with a million
+    /// workloads over six windows the second half closes five of them, so its plain rate charges
+    /// it for closing first-half records (with thousands of windows the two agree).
+    pub steady_us_per_record: f64,
     /// Parse-only yardstick over the same lines, one thread.
     pub parse_only_records_per_s: f64,
     /// `records_per_s / parse_only_records_per_s`.
@@ -288,8 +305,10 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
     let stats = pipeline.stats();
     let times = pipeline.stage_times();
     let stages = StageShares::of(&times);
-    let second_half_stages =
-        StageShares::of(&second_half.map_or(times, |(_, _, before)| times.since(&before)));
+    let (half_records, half_times) =
+        second_half.map_or((records, times), |(_, n, before)| (n, times.since(&before)));
+    let second_half_stages = StageShares::of(&half_times);
+    let steady_us_per_record = steady_us_per_record(&half_times, half_records);
     let window_len = pipeline.window_length().unwrap_or(60).max(1);
 
     // After the clock: which records an alert covers, by (window start, workload).
@@ -320,6 +339,7 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
         mean_line_bytes: input_bytes as f64 / records.max(1) as f64,
         records_per_s: records as f64 / elapsed,
         second_half_records_per_s,
+        steady_us_per_record,
         parse_only_records_per_s,
         vs_parse_only: records as f64 / elapsed / parse_only_records_per_s.max(1e-9),
         mb_per_s: input_bytes as f64 / 1e6 / elapsed,
@@ -482,6 +502,7 @@ mod tests {
         assert!(report.records_per_s > 0.0 && report.parse_only_records_per_s > 0.0);
         // The second half is timed from a later start over fewer records, never zero.
         assert!(report.second_half_records_per_s > 0.0);
+        assert!(report.steady_us_per_record > 0.0);
         assert!(report.latency_us.max >= report.latency_us.p50);
         let shares = report.stages;
         let sum = shares.decode + shares.assign + shares.aggregate + shares.close;

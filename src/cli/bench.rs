@@ -65,7 +65,7 @@ pub fn render_text(r: &BenchReport) -> String {
         "records           {} ({:.0} B/line, {:.1} MB)\n\
          threads           {}\n\
          end to end        {:.0} records/s, {:.1} MB/s\n\
-         second half       {:.0} records/s (once warmed up)\n\
+         second half       {:.0} records/s (once warmed up; {:.2} us/record, each stage per record it worked on)\n\
          parse only        {:.0} records/s (simd-json from_slice, 1 thread)\n\
          end to end / parse only  {:.2}\n\
          stages            decode {:.1} %, assign {:.1} %, aggregate {:.1} %, close/detect {:.1} %\n\
@@ -82,6 +82,7 @@ pub fn render_text(r: &BenchReport) -> String {
         r.records_per_s,
         r.mb_per_s,
         r.second_half_records_per_s,
+        r.steady_us_per_record,
         r.parse_only_records_per_s,
         r.vs_parse_only,
         s.decode * 100.0,
