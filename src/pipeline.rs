@@ -875,9 +875,7 @@ impl Pipeline {
         let open: Vec<i64> = open.into_iter().collect();
         let started = Instant::now();
         alerts.extend(self.close_windows(&open));
-        self.stage_times.records_closed += std::mem::take(&mut self.window_records)
-            .values()
-            .sum::<u64>();
+        self.count_records_closed(None);
         self.stage_times.close += started.elapsed();
         if let Some(dl) = &mut self.dead_letters {
             dl.flush()?;
@@ -1021,11 +1019,7 @@ impl Pipeline {
                 .collect();
             let closable: Vec<i64> = closable.into_iter().collect();
             alerts.extend(self.close_windows(&closable));
-            // Windows past the frontier whose records no shard aggregated (all over budget) are
-            // done too.
-            let open = self.window_records.split_off(&f);
-            let done = std::mem::replace(&mut self.window_records, open);
-            self.stage_times.records_closed += done.values().sum::<u64>();
+            self.count_records_closed(Some(f));
         }
         self.stage_times.close += aggregated.elapsed();
         Ok(alerts)
@@ -1326,6 +1320,18 @@ impl Pipeline {
         alerts
     }
 
+    /// Adds the records of the windows below `frontier` (all windows when `None`) to
+    /// [`StageTimes::records_closed`] and forgets their counts: every such window was just closed,
+    /// or had no aggregate on any shard (all its records over budget) and is done all the same.
+    fn count_records_closed(&mut self, frontier: Option<i64>) {
+        let open = match frontier {
+            Some(f) => self.window_records.split_off(&f),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(&mut self.window_records, open);
+        self.stage_times.records_closed += done.values().sum::<u64>();
+    }
+
     /// Forgets idle names and gives free memory back if the idle expiry ran during this batch. Once
     /// per batch at most, at its end: a replayed capture closes thousands of sparse windows per
     /// batch, and doing it at every 256th of them cost a fifth of the run; and only at the end is
@@ -1352,7 +1358,6 @@ impl Pipeline {
             return Vec::new();
         };
         let (window_start, window_end) = (clock.start_of(w), clock.start_of(w + 1));
-        self.stage_times.records_closed += self.window_records.remove(&w).unwrap_or(0);
         let mut maps: Vec<(usize, WindowTable)> = self
             .shards
             .iter_mut()

@@ -252,6 +252,7 @@ pub fn release_kept() {
 /// bytes are whatever they were (for `alloc`, not `alloc_zeroed`). A kept block was marked when it
 /// was mapped if marking was on then; marking is turned on once, before any large block.
 unsafe fn reuse_or_map_block(size: usize) -> *mut u8 {
+    // Taken in a statement of its own, so the store's lock is not held while mapping.
     let taken = kept().take(mapped_len(size));
     match taken {
         Some(start) => start as *mut u8,
@@ -267,12 +268,13 @@ unsafe fn keep_or_unmap(start: usize, len: usize) {
     unmap_all(&out, n);
 }
 
-/// Unmaps a block [`map_block`] made for `size` bytes.
-unsafe fn unmap_block(p: *mut u8, size: usize) {
-    #[cfg(target_os = "linux")]
-    libc::munmap(p.cast(), mapped_len(size));
-    #[cfg(not(target_os = "linux"))]
-    let _ = (p, size);
+/// Copies the first `old` bytes of the large block at `p` into the large block at `q`, frees the
+/// block at `p` (kept or unmapped) and returns `q`: growth into another block.
+#[cfg(target_os = "linux")]
+unsafe fn copy_and_free(p: *mut u8, old: usize, q: *mut u8) -> *mut u8 {
+    std::ptr::copy_nonoverlapping(p, q, old);
+    keep_or_unmap(p as usize, mapped_len(old));
+    q
 }
 
 /// Grows or shrinks a block [`map_block`] made for `old` bytes to `new` bytes (both large): in
@@ -296,23 +298,20 @@ unsafe fn remap_block(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     // A kept block already faulted in: copying the old bytes costs less than faulting in and
     // zeroing the grown part, and the old block is kept for the next growth (a vector doubling at
     // every close then finds each of its sizes kept from the close before).
+    // (The store's lock is released at the end of this statement; freeing the old block takes it.)
     let taken = kept().take(new_len);
     if let Some(start) = taken {
-        let q = start as *mut u8;
-        std::ptr::copy_nonoverlapping(p, q, old);
-        keep_or_unmap(p as usize, old_len);
-        return q;
+        return copy_and_free(p, old, start as *mut u8);
     }
     let moved = move_block(p, old, new);
     if !moved.is_null() {
         return moved;
     }
     let q = map_block(new, marking());
-    if !q.is_null() {
-        std::ptr::copy_nonoverlapping(p, q, old);
-        unmap_block(p, old);
+    if q.is_null() {
+        return q;
     }
-    q
+    copy_and_free(p, old, q)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -430,6 +429,11 @@ mod tests {
             }
         }
         panic!("no mapping holds {addr:#x}");
+    }
+
+    /// Unmaps a block [`map_block`] made for `size` bytes, bypassing the store.
+    unsafe fn unmap_block(p: *mut u8, size: usize) {
+        libc::munmap(p.cast(), mapped_len(size));
     }
 
     /// The tests that go through the allocator's store of kept blocks, one at a time: each
