@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-# Synthetic input for the per-record cost curve (docs/performance.md): usage scale-input.py N WINDOWS OUT
+# Synthetic input for the per-record cost curve (docs/performance.md):
+#   usage scale-input.py N WINDOWS OUT [PERIOD]
 # N workloads (namespaces of 100), each sending R records per window to 3 peers in its namespace,
 # over W windows of 300 s, full-field Calico lines (~1 KB). Same records per workload for every N.
+# With PERIOD K (default 1) workload i is active only in the windows w with (i + w) % K == 0, so
+# every workload has been seen by window K and the windows after it are steady state (names
+# registered, baselines built) even when only a few windows fit in memory.
 import sys, random
 N=int(sys.argv[1]); W=int(sys.argv[2]); out=sys.argv[3]
+K=int(sys.argv[4]) if len(sys.argv)>4 else 1
 R=2
 T0=1748822400
 tmpl=('{"start_time":%d,"end_time":%d,"source_ip":null,"source_name":"-","source_name_aggr":"app%d-7d9c8b6f4-*",'
@@ -19,10 +24,11 @@ with open(out,'w') as f:
     for w in range(W):
         s=T0+w*300
         for i in range(N):
+            if (i+w)%K: continue
             ns=i//100
             for r in range(R):
                 j=ns*100+((i%100)+1+r)%100
                 if j>=N: j=ns*100
                 b=rnd.randint(1000,200000)
                 f.write(tmpl%(s,s+300,i,ns,i,j,ns,8080,j,i%50,b//3,b,b//900+1,b//800+1,3,3,3))
-print(N*W*R)
+print(sum(1 for w in range(W) for i in range(N) if (i+w)%K==0)*R)
