@@ -15,7 +15,7 @@ use crate::alert::AlertBook;
 use crate::baseline::cluster::EgressEdge;
 use crate::baseline::{BaselineStore, ClusterState};
 use crate::config::Config;
-use crate::detect::multivariate::{Profile, ProfileSum};
+use crate::detect::multivariate::Profile;
 use crate::detect::{build_suite, DetectContext, Detector, Finding};
 use crate::flow::id_map::{prefetch, prefetch_line};
 use crate::flow::{Action, DecodeError, Decoder, FlowRecord, WorkloadId};
@@ -1368,23 +1368,11 @@ impl Pipeline {
                 Some((s, map))
             })
             .collect();
-        // One pass in memory order normalises each aggregate and adds it to its namespace's
-        // profile. At a million workloads the profiles' own pass, in the sorted order below, was
-        // a third of the close's own time: every aggregate fetched from memory once more, at random.
-        let want_profiles = self.cfg.detect.multivariate.enabled;
-        let mut profile_sums: FxHashMap<u64, ProfileSum> = FxHashMap::default();
         for (_, map) in &mut maps {
             for (_, agg) in map.iter_mut() {
                 agg.normalize();
-                if want_profiles && agg.records_out > 0 {
-                    profile_sums.entry(agg.namespace).or_default().add(agg);
-                }
             }
         }
-        let profiles: FxHashMap<u64, Profile> = profile_sums
-            .iter()
-            .map(|(&ns, sum)| (ns, sum.profile()))
-            .collect();
         // The aggregates stay where they are; only references are sorted. Members of a group side
         // by side: the group's baseline is looked up once, read while they are scored and folded
         // in right after, while it and their peers are still in cache. (Moving 100k aggregates of
@@ -1396,6 +1384,25 @@ impl Pipeline {
         items.sort_unstable_by_key(|(group, id, _)| (*group, *id));
         if let Some(n) = &mut self.open_aggregates {
             *n = n.saturating_sub(items.len());
+        }
+        let want_profiles = self.cfg.detect.multivariate.enabled;
+        let mut profiles: FxHashMap<u64, Profile> = FxHashMap::default();
+        if want_profiles {
+            for (i, (_, _, agg)) in items.iter().enumerate() {
+                if let Some((_, _, ahead)) = items.get(i + PREFETCH_AHEAD) {
+                    prefetch::<WindowAggregate>(ahead);
+                }
+                if agg.records_out == 0 {
+                    continue;
+                }
+                let v = crate::detect::multivariate::vector(agg);
+                let e = profiles.entry(agg.namespace).or_insert_with(|| Profile {
+                    sum: ndarray::Array1::zeros(v.len()),
+                    n: 0,
+                });
+                e.sum += &v;
+                e.n += 1;
+            }
         }
         let ctx = DetectContext {
             window: w,

@@ -57,43 +57,6 @@ pub struct Profile {
     pub n: usize,
 }
 
-/// Fixed-point units per unit of a log-scaled feature: 2^-40 (about 1e-12) resolution, and a
-/// feature's `ln_1p` is at most about 710, so a billion workloads still sum far inside an `i128`.
-const PROFILE_SCALE: f64 = (1u64 << 40) as f64;
-
-/// A namespace's vectors summed in fixed point while a window closes. Integer sums are exact, so
-/// the profile is the same whatever order its workloads are added in: the close adds them in the
-/// order the shards' tables hold them (one pass that reads the aggregates in memory order), and
-/// that order depends on the thread count, which scores must not.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProfileSum {
-    fixed: [i128; VECTOR.len()],
-    n: usize,
-}
-
-impl ProfileSum {
-    /// Adds one workload's window.
-    #[inline]
-    pub fn add(&mut self, agg: &WindowAggregate) {
-        for (sum, f) in self.fixed.iter_mut().zip(VECTOR) {
-            *sum += (f.value(agg).ln_1p() * PROFILE_SCALE).round() as i128;
-        }
-        self.n += 1;
-    }
-
-    /// The profile the detector reads.
-    pub fn profile(&self) -> Profile {
-        Profile {
-            sum: self
-                .fixed
-                .iter()
-                .map(|&s| s as f64 / PROFILE_SCALE)
-                .collect(),
-            n: self.n,
-        }
-    }
-}
-
 /// The log-scaled feature vector of a window.
 pub fn vector(agg: &WindowAggregate) -> Array1<f64> {
     Array1::from_iter(VECTOR.iter().map(|f| f.value(agg).ln_1p()))
@@ -171,55 +134,5 @@ impl Detector for Multivariate {
                 ..Scope::default()
             },
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agg(bytes_out: u64, conns_out: u64, packets_out: u64) -> WindowAggregate {
-        WindowAggregate {
-            records_out: 1,
-            bytes_out,
-            bytes_in: bytes_out / 3,
-            packets_out,
-            conns_out,
-            ..WindowAggregate::default()
-        }
-    }
-
-    #[test]
-    fn a_profile_sum_is_the_same_in_any_order_and_matches_the_plain_sum() {
-        let aggs: Vec<WindowAggregate> = (0..1000u64)
-            .map(|i| agg(i * 7919 % 1_000_003, i % 17, i * 31 % 9973))
-            .collect();
-        let mut forward = ProfileSum::default();
-        aggs.iter().for_each(|a| forward.add(a));
-        let mut backward = ProfileSum::default();
-        aggs.iter().rev().for_each(|a| backward.add(a));
-        let mut interleaved = ProfileSum::default();
-        aggs.iter().step_by(2).for_each(|a| interleaved.add(a));
-        aggs.iter()
-            .skip(1)
-            .step_by(2)
-            .for_each(|a| interleaved.add(a));
-        // Bit for bit, not merely close: scores must not depend on the shards' order.
-        assert_eq!(forward, backward);
-        assert_eq!(forward, interleaved);
-
-        let profile = forward.profile();
-        assert_eq!(profile.n, 1000);
-        let plain: Array1<f64> = aggs
-            .iter()
-            .fold(Array1::zeros(VECTOR.len()), |s, a| s + vector(a));
-        for (&fixed, &plain) in profile.sum.iter().zip(plain.iter()) {
-            assert!((fixed - plain).abs() < 1e-6_f64, "{fixed} against {plain}");
-        }
-        assert!(
-            plain[0] > 1000.0,
-            "the bytes feature was summed: {}",
-            plain[0]
-        );
     }
 }
