@@ -488,6 +488,7 @@ mod tests {
         release_kept();
         let a = HugePageAlloc;
         let layout = Layout::from_size_align(MIN_BLOCK * 2, 8).expect("layout");
+        let larger = Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout");
         // SAFETY: each pointer is passed back with the layout it was allocated with.
         unsafe {
             let p = a.alloc(layout);
@@ -506,21 +507,15 @@ mod tests {
             assert_eq!(kept_bytes(), 0);
             // A vector growing past its block copies into a kept block rather than faulting in
             // fresh pages; its old block is kept in turn.
-            let r = a.alloc(Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"));
-            a.dealloc(
-                r,
-                Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"),
-            );
-            let grown = a.realloc(q, layout, MIN_BLOCK * 4);
+            let r = a.alloc(larger);
+            a.dealloc(r, larger);
+            let grown = a.realloc(q, layout, larger.size());
             assert!(!grown.is_null() && grown as usize % HUGE_PAGE == 0);
             assert!(holds(grown, layout.size()));
             if grown == r {
                 assert_eq!(kept_bytes(), mapped_len(layout.size()), "the old block");
             }
-            a.dealloc(
-                grown,
-                Layout::from_size_align(MIN_BLOCK * 4, 8).expect("layout"),
-            );
+            a.dealloc(grown, larger);
             assert!(kept_bytes() > 0);
             release_kept();
             assert_eq!(kept_bytes(), 0, "given back");
