@@ -244,6 +244,8 @@ pub struct Pipeline {
     detectors: Vec<Box<dyn Detector>>,
     baselines: BaselineStore,
     cluster: ClusterState,
+    /// Destinations and ports the cluster tables hold ([`crate::baseline::cluster::table_cap`]).
+    cluster_cap: usize,
     alerts: AlertBook,
     policy: crate::policy_insight::PolicyLedger,
     expire_after_s: i64,
@@ -322,6 +324,7 @@ impl Pipeline {
             detectors: build_suite(&cfg.detect),
             baselines,
             cluster: ClusterState::default(),
+            cluster_cap: crate::baseline::cluster::table_cap(cfg.limits.budget_bytes()),
             alerts: AlertBook::new(&cfg.alerts),
             policy: crate::policy_insight::PolicyLedger::new(
                 &cfg.detect.policy_drift,
@@ -1503,6 +1506,7 @@ impl Pipeline {
             scored.senders,
             &scored.edges,
             self.cfg.detect.edge_burst.decay,
+            self.cluster_cap,
         );
         // Every 256th window, counted by the checkpointed counter so a restarted daemon expires
         // at the same windows as an uninterrupted one (expiry changes what detectors see).

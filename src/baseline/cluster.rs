@@ -14,8 +14,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Distinct source groups tracked exactly per destination; more count as "many".
 pub const SHARERS_CAP: usize = 6;
-/// Most destinations / ports remembered.
+/// Most destinations / ports remembered under a small budget ([`table_cap`]'s floor).
 pub const TABLE_CAP: usize = 200_000;
+/// A derived cap gives the destination table this fraction of `limits.state_memory`.
+const TABLE_SHARE: f64 = 1.0 / 64.0;
+
+/// Bytes one destination may take at worst: its table slot and entry with room to double, and its
+/// sharers spilled to the heap.
+pub fn destination_bytes() -> usize {
+    KeyedTable::<u64, Sharers>::worst_entry_bytes() + SHARERS_CAP * 8
+}
+
+/// Destinations (and ports) the cluster tables hold under a budget of `state_memory` bytes: a
+/// sixty-fourth of it at [`destination_bytes`] each, and [`TABLE_CAP`] at least (about 1.6 million
+/// at 16 GiB; 512 MiB stays at the floor). A fixed cap below a large cluster's destinations made
+/// every window forget most of them (a window of a million destinations was cut to 100k) and insert
+/// them again the next: rarity judged on what was left, and at a million workloads the re-inserting,
+/// pruning and regrowing was the largest per-record cost that a thousand workloads do not pay.
+pub fn table_cap(state_memory: usize) -> usize {
+    ((state_memory as f64 * TABLE_SHARE) as usize / destination_bytes()).max(TABLE_CAP)
+}
 
 /// Which source groups use something (capped).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -191,8 +209,16 @@ impl ClusterState {
     /// Folds one closed window in: sharers, active groups, and (MIDAS-F) the edge counts of workloads
     /// whose window was not anomalous. `senders` counts the window's workloads that sent records;
     /// `edges` are their egress peers, copied out by [`EgressEdge::collect`] while each aggregate was
-    /// in cache (a pass over 100k aggregates' peers here missed the cache at every one).
-    pub fn update(&mut self, window: i64, senders: usize, edges: &[EgressEdge], edge_decay: f64) {
+    /// in cache (a pass over 100k aggregates' peers here missed the cache at every one). A table
+    /// past `cap` entries ([`table_cap`]) keeps its newest half.
+    pub fn update(
+        &mut self,
+        window: i64,
+        senders: usize,
+        edges: &[EgressEdge],
+        edge_decay: f64,
+        cap: usize,
+    ) {
         let gap = if self.last_window == i64::MIN {
             1
         } else {
@@ -244,13 +270,14 @@ impl ClusterState {
         }
         self.edge_ticks += 1;
         self.last_window = window;
-        if self.dest_sharers.len() > TABLE_CAP {
-            let (cut_window, cut_key) = prune_cut(self.dest_sharers.iter(), TABLE_CAP);
+        if self.dest_sharers.len() > cap {
+            let (cut_window, cut_key) = prune_cut(self.dest_sharers.iter(), cap);
+            // The room stays: a cluster over the cap fills the table again within a window.
             self.dest_sharers
-                .retain(|k, s| keeps(s, *k, cut_window, cut_key));
+                .retain_keeping_room(|k, s| keeps(s, *k, cut_window, cut_key));
         }
-        if self.port_sharers.len() > TABLE_CAP {
-            let (cut_window, cut_key) = prune_cut(self.port_sharers.iter(), TABLE_CAP);
+        if self.port_sharers.len() > cap {
+            let (cut_window, cut_key) = prune_cut(self.port_sharers.iter(), cap);
             self.port_sharers
                 .retain(|k, s| keeps(s, *k, cut_window, cut_key));
             // A window of a million ports must not leave a table of that size behind.
@@ -370,7 +397,7 @@ mod tests {
                 learn: true,
             })
             .collect();
-        c.update(0, 1, &edges, 0.5);
+        c.update(0, 1, &edges, 0.5, TABLE_CAP);
         assert_eq!(c.dest_sharers.len(), TABLE_CAP / 2);
         assert_eq!(
             c.dest_others(WorkloadId(1), WorkloadId(2)),
@@ -433,5 +460,20 @@ mod tests {
         assert_eq!(c.expire(20), 2);
         assert!(c.dest_sharers.contains_key(&2) && !c.dest_sharers.contains_key(&1));
         assert!(c.port_sharers.is_empty());
+    }
+
+    #[test]
+    fn the_table_cap_grows_with_the_budget_from_a_floor() {
+        assert_eq!(
+            table_cap(512 << 20),
+            TABLE_CAP,
+            "the default budget stays at the floor"
+        );
+        let large = table_cap(16 << 30);
+        assert!(
+            large > 1_000_000 && large < 4_000_000,
+            "16 GiB holds a million workloads' destinations: {large}"
+        );
+        assert!(large * destination_bytes() <= (16usize << 30) / 64);
     }
 }

@@ -127,26 +127,37 @@ impl<K: TableKey, E> KeyedTable<K, E> {
         }
     }
 
-    /// Keeps the entries `keep` says yes to, in their order, and rebuilds the index.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &E) -> bool) {
+    /// Keeps the entries `keep` says yes to, in their order, and rebuilds the index. A table
+    /// emptied to under a quarter gives its room back, as the maps it replaced did (an expiry).
+    pub fn retain(&mut self, keep: impl FnMut(&K, &E) -> bool) {
+        self.retain_and(keep, true);
+    }
+
+    /// [`KeyedTable::retain`] that keeps the room, for a cap's prune: a table cut to half its cap
+    /// fills up again, and giving its room back made it grow again, on fresh pages, every time.
+    pub fn retain_keeping_room(&mut self, keep: impl FnMut(&K, &E) -> bool) {
+        self.retain_and(keep, false);
+    }
+
+    fn retain_and(&mut self, mut keep: impl FnMut(&K, &E) -> bool, give_back: bool) {
         let before = self.entries.len();
         self.entries.retain(|(k, e)| keep(k, e));
         if self.entries.len() == before {
             return;
         }
-        // A table emptied to under a quarter gives its room back, as the maps it replaced did.
-        if self.entries.len() * 4 < self.entries.capacity() {
+        if give_back && self.entries.len() * 4 < self.entries.capacity() {
             self.entries.shrink_to_fit();
         }
-        self.rebuild_index();
-    }
-
-    fn rebuild_index(&mut self) {
-        if self.index.capacity() > 4 * self.entries.len().max(16) {
+        if give_back && self.index.capacity() > 4 * self.entries.len().max(16) {
             self.index = IdMap::with_capacity(self.entries.len());
         } else {
             self.index.clear();
         }
+        self.rebuild_index();
+    }
+
+    /// Indexes every entry again, into an empty index.
+    fn rebuild_index(&mut self) {
         // Entries are read in order but land on scattered slots: ask for the slot of the entry
         // eight on while inserting this one (an eviction at a million workloads rebuilds 175k).
         const AHEAD: usize = 8;
@@ -310,5 +321,27 @@ mod tests {
         assert!(!t.contains_key(&key(2)));
         assert_eq!(t.len(), 1);
         assert_eq!(t.get_or_insert_with(key(1), || 3).copied(), Some(1));
+    }
+
+    #[test]
+    fn a_cap_prune_keeps_the_room_and_an_expiry_gives_it_back() {
+        let fill = |t: &mut KeyedTable<u64, u32>| {
+            for k in 1..=10_000u64 {
+                t.entry(k);
+            }
+        };
+        let mut pruned: KeyedTable<u64, u32> = KeyedTable::default();
+        fill(&mut pruned);
+        let room = (pruned.capacity(), pruned.table_bytes());
+        pruned.retain_keeping_room(|k, _| *k <= 100);
+        assert_eq!((pruned.capacity(), pruned.table_bytes()), room);
+        assert_eq!(pruned.len(), 100);
+        assert!(pruned.contains_key(&100) && !pruned.contains_key(&101));
+
+        let mut expired: KeyedTable<u64, u32> = KeyedTable::default();
+        fill(&mut expired);
+        expired.retain(|k, _| *k <= 100);
+        assert!(expired.capacity() < room.0 && expired.table_bytes() < room.1 / 4);
+        assert!(expired.contains_key(&100) && !expired.contains_key(&101));
     }
 }

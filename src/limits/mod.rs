@@ -141,7 +141,7 @@ pub fn aggregate_bytes() -> usize {
     crate::window::WindowTable::worst_entry_bytes() + 512
 }
 
-/// Estimated bytes of the cluster-wide tables (capped by [`crate::baseline::cluster::TABLE_CAP`]).
+/// Estimated bytes of the cluster-wide tables (capped by [`crate::baseline::cluster::table_cap`]).
 pub fn cluster_bytes(c: &ClusterState) -> usize {
     let sharers = std::mem::size_of::<crate::baseline::cluster::Sharers>()
         + crate::baseline::cluster::SHARERS_CAP * 8
