@@ -311,6 +311,7 @@ impl Pipeline {
         let (skew, stale) = cfg.window.clock_bounds_s();
         let mut baselines = BaselineStore::new(cfg.baseline.clone());
         baselines.set_scan_horizon(cfg.detect.slow_scan.horizon_s());
+        baselines.keep_admission_history(cfg.limits.established_windows);
         Ok(Pipeline {
             threads,
             shards: (0..threads)
@@ -1063,6 +1064,8 @@ impl Pipeline {
         if a.late {
             self.stats.late_records += 1;
         }
+        // Cheap when nothing changed: in steady state a close leaves the history table as it was.
+        self.baselines.sync_history();
         let sides = self.budget.admit(a.window, &rec, &self.baselines);
         if sides
             != crate::limits::admission::SOURCE_SIDE | crate::limits::admission::DESTINATION_SIDE
@@ -1464,7 +1467,7 @@ impl Pipeline {
                 let mut baseline = slot.or_default();
                 let run = chunk[start..end].iter_mut().zip(&anomalous[start..end]);
                 for ((_, _, agg), &anomalous) in run {
-                    baselines.fold(&mut baseline, agg, w, window_start, anomalous);
+                    baselines.fold(group, &mut baseline, agg, w, window_start, anomalous);
                     scored.senders += usize::from(agg.records_out > 0);
                     EgressEdge::collect(agg, anomalous, &mut scored.edges);
                     // Freed now, while its blocks are in cache, rather than in one more pass.

@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod daily;
+pub mod history_index;
 pub mod horizon;
 pub mod sketch;
 
@@ -366,6 +367,9 @@ pub struct BaselineStore {
     sampled_per_entry: AtomicUsize,
     sampled_at_len: AtomicUsize,
     estimates_since_sample: AtomicUsize,
+    /// Windows of history per group up to the admission's threshold, when kept
+    /// ([`BaselineStore::keep_admission_history`]).
+    history: history_index::HistoryIndex,
 }
 
 /// Baselines sampled to estimate the bytes of an average one.
@@ -394,6 +398,53 @@ impl BaselineStore {
             sampled_per_entry: AtomicUsize::new(0),
             sampled_at_len: AtomicUsize::new(0),
             estimates_since_sample: AtomicUsize::new(0),
+            history: history_index::HistoryIndex::default(),
+        }
+    }
+
+    /// Keeps each group's windows of history, up to `established`, in a compact table for the
+    /// admission check ([`BaselineStore::admission_history`]; see [`history_index`]).
+    pub fn keep_admission_history(&mut self, established: u64) {
+        self.history.keep_up_to(established);
+        self.sync_history();
+    }
+
+    /// Applies the changes to the history table made since the last call (folds, removals,
+    /// restores); call before the admission reads it.
+    #[inline]
+    pub fn sync_history(&mut self) {
+        if self.history.is_dirty() {
+            let map = &self.map;
+            self.history
+                .sync(|| map.iter().map(|e| (*e.key(), e.value().windows_seen)));
+        }
+    }
+
+    /// A group's windows of history for the admission check: exact up to the threshold given to
+    /// [`BaselineStore::keep_admission_history`], that threshold past it (0: no baseline). From the
+    /// compact table when kept, else from the baselines.
+    #[inline]
+    pub fn admission_history(&self, group: WorkloadId) -> u64 {
+        if !self.history.is_kept() {
+            return self.windows_seen(group);
+        }
+        let seen = self.history.get(group);
+        debug_assert!(!self.history.is_dirty(), "history read before a sync");
+        debug_assert_eq!(
+            seen,
+            self.windows_seen(group).min(self.history.cap()),
+            "history table out of step with the baselines"
+        );
+        seen
+    }
+
+    /// Starts loading what [`BaselineStore::admission_history`] of `group` reads.
+    #[inline]
+    pub fn prefetch_admission_history(&self, group: WorkloadId) {
+        if self.history.is_kept() {
+            self.history.prefetch(group);
+        } else {
+            self.prefetch(group);
         }
     }
 
@@ -449,12 +500,13 @@ impl BaselineStore {
         anomalous: bool,
     ) {
         let mut b = self.map.entry(group).or_default();
-        self.fold(&mut b, agg, window, window_start, anomalous);
+        self.fold(group, &mut b, agg, window, window_start, anomalous);
     }
 
     /// Folds one workload's closed window into its group's baseline `b`.
     pub fn fold(
         &self,
+        group: WorkloadId,
         b: &mut Baseline,
         agg: &WindowAggregate,
         window: i64,
@@ -567,6 +619,8 @@ impl BaselineStore {
         }
         b.windows_seen += 1;
         b.last_window = window;
+        self.history
+            .folded(group, b.windows_seen - 1, b.windows_seen);
     }
 
     /// Drops groups idle since before `horizon_window`; returns how many. A map mostly emptied
@@ -587,6 +641,7 @@ impl BaselineStore {
             if d {
                 removed += 1;
                 horizons += usize::from(b.horizon.is_some());
+                self.history.removed(*k);
             }
             !d
         });
@@ -673,7 +728,9 @@ impl BaselineStore {
             self.sampled_at_len.store(n, Ordering::Relaxed);
             self.estimates_since_sample.store(0, Ordering::Relaxed);
         }
-        n * per_entry + self.horizons.load(Ordering::Relaxed) * HORIZON_ESTIMATE
+        n * per_entry
+            + self.horizons.load(Ordering::Relaxed) * HORIZON_ESTIMATE
+            + self.history.table_bytes()
     }
 
     /// Baselines holding long-horizon counters.
@@ -706,6 +763,7 @@ impl BaselineStore {
     pub fn restore(&self, items: Vec<(WorkloadId, Baseline)>) {
         self.map.clear();
         self.horizons.store(0, Ordering::Relaxed);
+        self.history.reset();
         self.merge(items);
     }
 
@@ -713,6 +771,7 @@ impl BaselineStore {
     pub fn merge(&self, items: Vec<(WorkloadId, Baseline)>) {
         for (k, b) in items {
             let new = usize::from(b.horizon.is_some());
+            self.history.set(k, b.windows_seen);
             if let Some(old) = self.map.insert(k, b) {
                 self.horizons
                     .fetch_sub(usize::from(old.horizon.is_some()), Ordering::Relaxed);

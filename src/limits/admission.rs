@@ -130,7 +130,8 @@ pub const DESTINATION_SIDE: u8 = 2;
 
 /// What the admission check needs to know about a workload's history.
 pub trait History {
-    /// Windows of history of a workload group (0 when none).
+    /// Windows of history of a workload group (0 when none); past `limits.established_windows` it
+    /// may say just that many, all the check compares with.
     fn windows_seen(&self, group: WorkloadId) -> u64;
 
     /// Starts loading what [`History::windows_seen`] of `group` will read (a few records ahead).

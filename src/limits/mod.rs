@@ -237,11 +237,11 @@ const NAME_PASS_GROWTH: usize = 64;
 
 impl History for BaselineStore {
     fn windows_seen(&self, group: WorkloadId) -> u64 {
-        BaselineStore::windows_seen(self, group)
+        self.admission_history(group)
     }
 
     fn prefetch(&self, group: WorkloadId) {
-        BaselineStore::prefetch(self, group);
+        self.prefetch_admission_history(group);
     }
 }
 
