@@ -20,6 +20,7 @@ tmpl=('{"start_time":%d,"end_time":%d,"source_ip":null,"source_name":"-","source
  '"num_process_names":1,"num_process_ids":1,"host":"node-%d","bytes_in":%d,"bytes_out":%d,"packets_in":%d,"packets_out":%d,'
  '"num_flows":%d,"num_flows_started":%d,"num_flows_completed":%d}\n')
 rnd=random.Random(7)
+n=0
 with open(out,'w') as f:
     for w in range(W):
         s=T0+w*300
@@ -31,4 +32,5 @@ with open(out,'w') as f:
                 if j>=N: j=ns*100
                 b=rnd.randint(1000,200000)
                 f.write(tmpl%(s,s+300,i,ns,i,j,ns,8080,j,i%50,b//3,b,b//900+1,b//800+1,3,3,3))
-print(sum(1 for w in range(W) for i in range(N) if (i+w)%K==0)*R)
+                n+=1
+print(n)

@@ -968,6 +968,9 @@ impl Pipeline {
     /// frontier passed. Takes each record out of `fresh` (leaving an error in its place).
     fn ingest(&mut self, fresh: &mut [Decoded]) -> anyhow::Result<Vec<Alert>> {
         let started = Instant::now();
+        // The closes of the batch before changed baselines; the admission reads their history
+        // table. Nothing changes it until this batch's closes, after every record is admitted.
+        self.baselines.sync_history();
         let Some(mut clock) = self.clock.take() else {
             return Ok(Vec::new());
         };
@@ -1064,8 +1067,6 @@ impl Pipeline {
         if a.late {
             self.stats.late_records += 1;
         }
-        // Cheap when nothing changed: in steady state a close leaves the history table as it was.
-        self.baselines.sync_history();
         let sides = self.budget.admit(a.window, &rec, &self.baselines);
         if sides
             != crate::limits::admission::SOURCE_SIDE | crate::limits::admission::DESTINATION_SIDE
@@ -1090,6 +1091,8 @@ impl Pipeline {
     /// Re-assigns every held future record in input order while `clock` believes the jump, then
     /// ends the jump.
     fn release_held(&mut self, clock: &mut crate::window::WindowClock) {
+        // Called at the end of the input too, after the last batch's closes.
+        self.baselines.sync_history();
         for h in std::mem::take(&mut self.future_held) {
             let a = clock.assign(h.rec.start_time);
             match a.rejected {
