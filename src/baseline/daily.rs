@@ -15,6 +15,7 @@
 
 use crate::baseline::{Feature, NUM_FEATURES};
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
 
 /// A window at least this many times a feature's mean starts a workload's profile.
 pub const PEAK_FACTOR: f64 = 3.0;
@@ -48,9 +49,12 @@ pub fn quantize(x: f64) -> u8 {
         .clamp(0.0, 255.0) as u8
 }
 
-/// The value a quantised step stands for.
+/// The value a quantised step stands for (from a table: the statistical detectors ask for a peak
+/// per feature of every window they judge).
 pub fn dequantize(q: u8) -> f64 {
-    (q as f64 / STEPS_PER_OCTAVE).exp2() - 1.0
+    static VALUES: LazyLock<[f64; 256]> =
+        LazyLock::new(|| std::array::from_fn(|q| (q as f64 / STEPS_PER_OCTAVE).exp2() - 1.0));
+    VALUES[usize::from(q)]
 }
 
 /// Two-hour slot of the UTC day of an epoch second.

@@ -8,7 +8,7 @@ use crate::baseline::{Baseline, Feature};
 use crate::detect::{robust_z, severity_for, DetectContext, Detector, Finding, Scope};
 use crate::flow::WorkloadId;
 use crate::window::WindowAggregate;
-use ndarray::Array1;
+use ndarray::aview1;
 use serde::{Deserialize, Serialize};
 
 /// `[detect.multivariate]`.
@@ -48,18 +48,39 @@ pub const VECTOR: [Feature; 8] = [
     Feature::DstHosts,
 ];
 
+/// A window's log-scaled features, in [`VECTOR`]'s order. A stack array: the detector and the
+/// close's namespace profiles build one per aggregate, a million per window in a large cluster.
+pub type Vector = [f64; VECTOR.len()];
+
 /// Mean log-feature vector of a namespace in one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
     /// Sum of vectors.
-    pub sum: Array1<f64>,
+    pub sum: Vector,
     /// Workloads summed.
     pub n: usize,
 }
 
+impl Profile {
+    /// Adds one workload's vector.
+    pub fn add(&mut self, v: &Vector) {
+        for (s, x) in self.sum.iter_mut().zip(v) {
+            *s += x;
+        }
+        self.n += 1;
+    }
+}
+
 /// The log-scaled feature vector of a window.
-pub fn vector(agg: &WindowAggregate) -> Array1<f64> {
-    Array1::from_iter(VECTOR.iter().map(|f| f.value(agg).ln_1p()))
+pub fn vector(agg: &WindowAggregate) -> Vector {
+    VECTOR.map(|f| f.value(agg).ln_1p())
+}
+
+/// Root mean square of a vector's positive parts (ndarray's sum: its eight-lane fold, the same
+/// rounding whatever holds the vector).
+fn positive_rms(v: &Vector) -> f64 {
+    let squares = v.map(|x| x.max(0.0).powi(2));
+    (aview1(&squares).sum() / VECTOR.len() as f64).sqrt()
 }
 
 /// The multivariate detector.
@@ -85,23 +106,32 @@ impl Detector for Multivariate {
         if agg.outside {
             return;
         }
-        let z = Array1::from_iter(VECTOR.iter().map(|&f| {
+        let z = VECTOR.map(|f| {
             let (mean, sd) = b.usual(f, ctx.window_start);
             robust_z(f.value(agg), mean, sd, 0.25, 1.0).clamp(-20.0, 20.0)
-        }));
-        let rms = (z.mapv(|v| v.max(0.0).powi(2)).sum() / VECTOR.len() as f64).sqrt();
+        });
+        let rms = positive_rms(&z);
+        // The score is the lesser of the two distances: when the own-history one is already too
+        // weak to report, the peer distance cannot change that (most windows stop here).
+        let own = rms / cfg.threshold;
+        if own < 1.0 && !(ctx.soft && own > 0.2) {
+            return;
+        }
         let ns = agg.namespace;
-        let x = vector(agg);
         let peer_dist = match ctx.namespace_profiles.get(&ns) {
             Some(p) if p.n > cfg.min_peers => {
                 // Leave this workload out of its own peer mean.
-                let mean = (&p.sum - &x) / (p.n - 1) as f64;
-                let d = &x - &mean;
-                (d.mapv(|v| v.max(0.0).powi(2)).sum() / VECTOR.len() as f64).sqrt()
+                let x = vector(agg);
+                let others = (p.n - 1) as f64;
+                let mut d = x;
+                for ((d, x), s) in d.iter_mut().zip(&x).zip(&p.sum) {
+                    *d = x - (s - x) / others;
+                }
+                positive_rms(&d)
             }
             _ => f64::INFINITY,
         };
-        let score = (rms / cfg.threshold).min(peer_dist / cfg.peer_distance);
+        let score = own.min(peer_dist / cfg.peer_distance);
         if !score.is_finite() || (score < 1.0 && !(ctx.soft && score > 0.2)) {
             return;
         }
