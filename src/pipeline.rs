@@ -1444,6 +1444,11 @@ impl Pipeline {
                 if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD / 2) {
                     baselines.prefetch(ahead.group);
                 }
+                // And the heap behind the slot of one half as far on, asked for above two groups
+                // ago (one item a group is the common case), so it has arrived.
+                if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD / 4) {
+                    baselines.prefetch_heap(ahead.group);
+                }
                 // One lookup per group: the slot is read while the members are scored, then
                 // folded into (a lookup to read and one per member to fold were a tenth of a
                 // close at a million workloads). Detectors never look baselines up themselves,

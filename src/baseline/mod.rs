@@ -696,6 +696,31 @@ impl BaselineStore {
         crate::flow::id_map::prefetch_at(end.wrapping_sub(pos + 1));
     }
 
+    /// The second stage of [`BaselineStore::prefetch`], a little later, once the group's slot has
+    /// arrived: asks for the heap blocks the detectors and the fold read behind the slot (the
+    /// known peers, the recent external edges, the daily peaks). No look-up can reach them before
+    /// the slot is read, so at a million baselines each was a miss of its own after the slot's.
+    /// A shard held by a writer is skipped, as in [`BaselineStore::prefetch`].
+    #[inline]
+    pub fn prefetch_heap(&self, group: WorkloadId) {
+        use crate::flow::id_map::{prefetch, prefetch_line};
+        let dashmap::try_result::TryResult::Present(b) = self.map.try_get(&group) else {
+            return;
+        };
+        // The first two lines of known peers: most workloads know a handful.
+        let peers = b.known_peers.as_ptr();
+        prefetch_line(peers);
+        if b.known_peers.len() > 8 {
+            prefetch_line(peers.wrapping_add(8));
+        }
+        if !b.edges.is_empty() {
+            prefetch_line(b.edges.as_ptr());
+        }
+        if let Some(daily) = &b.daily {
+            prefetch::<daily::DailyPeaks>(daily);
+        }
+    }
+
     /// Whether a group has a baseline, and how many windows of history it has (0 when none).
     pub fn windows_seen(&self, group: WorkloadId) -> u64 {
         self.map.get(&group).map_or(0, |b| b.windows_seen)
