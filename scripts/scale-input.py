@@ -6,6 +6,8 @@
 # With PERIOD K (default 1) workload i is active only in the windows w with (i + w) % K == 0, so
 # every workload has been seen by window K and the windows after it are steady state (names
 # registered, baselines built) even when only a few windows fit in memory.
+# Run it with config/curve.toml: its warm-up of two windows lets the statistical detectors judge
+# every size's second half, the 1M input's six windows included.
 import sys, random
 N=int(sys.argv[1]); W=int(sys.argv[2]); out=sys.argv[3]
 K=int(sys.argv[4]) if len(sys.argv)>4 else 1

@@ -138,6 +138,20 @@ fn unreadable_and_malformed_toml_exit_2() {
 }
 
 #[test]
+fn the_curve_benchmarks_config_passes_and_warms_baselines_within_its_six_windows() {
+    let curve = concat!(env!("CARGO_MANIFEST_DIR"), "/config/curve.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(dir.path(), &["check-config", curve]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let effective: toml::Value = toml::from_str(&text(&out.stdout)).expect("TOML");
+    let warmup = effective
+        .get("baseline")
+        .and_then(|b| b.get("warmup_windows"))
+        .and_then(|w| w.as_integer());
+    assert_eq!(warmup, Some(2));
+}
+
+#[test]
 fn shipped_config_passes_and_prints_the_effective_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(dir.path(), &["check-config", SHIPPED]);
