@@ -166,3 +166,117 @@ impl Detector for Multivariate {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::{ClusterState, Ewm};
+    use crate::detect::DetectConfig;
+    use rustc_hash::FxHashMap;
+
+    const NS: u64 = 42;
+
+    /// A warm baseline whose every feature has mean 100 and standard deviation 10.
+    fn usual() -> Baseline {
+        let mut b = Baseline {
+            windows_seen: 50,
+            ..Baseline::default()
+        };
+        for f in VECTOR {
+            b.features[f as usize] = Ewm {
+                mean: 100.0,
+                var: 100.0,
+            };
+        }
+        b
+    }
+
+    /// A window with `x` in every counted feature (no distinct ports or hosts).
+    fn window(x: u64) -> WindowAggregate {
+        WindowAggregate {
+            namespace: NS,
+            records_out: 1,
+            bytes_out: x,
+            bytes_in: x,
+            packets_out: x,
+            conns_out: x,
+            conns_in: x,
+            denied_out: x,
+            ..WindowAggregate::default()
+        }
+    }
+
+    /// The namespace's profile: this workload and four peers with `peer` in every feature.
+    fn profiles(agg: &WindowAggregate, peer: &WindowAggregate) -> FxHashMap<u64, Profile> {
+        let mut p = Profile::default();
+        p.add(&vector(agg));
+        for _ in 0..4 {
+            p.add(&vector(peer));
+        }
+        FxHashMap::from_iter([(NS, p)])
+    }
+
+    fn judge(
+        agg: &WindowAggregate,
+        profiles: &FxHashMap<u64, Profile>,
+        soft: bool,
+    ) -> Vec<Finding> {
+        let cfg = DetectConfig::default();
+        let cluster = ClusterState::default();
+        let ctx = DetectContext {
+            window: 10,
+            window_start: 3000,
+            window_end: 3300,
+            cfg: &cfg,
+            soft,
+            cluster: &cluster,
+            warmup_windows: 12,
+            namespace_profiles: profiles,
+        };
+        let mut out = Vec::new();
+        Multivariate.evaluate(&ctx, WorkloadId(1), agg, Some(&usual()), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_window_far_from_its_history_and_its_peers_alerts_with_both_distances() {
+        let agg = window(100_000);
+        let found = judge(&agg, &profiles(&agg, &window(0)), false);
+        assert_eq!(found.len(), 1);
+        // Six features at the z-score clamp of 20, the distinct counts below their mean.
+        let rms = (6.0 * 400.0 / 8.0f64).sqrt();
+        assert!(
+            (found[0].observed - rms).abs() < 1e-9,
+            "{}",
+            found[0].observed
+        );
+        // The peers' mean without this workload is the zero vector: the distance is the
+        // workload's own log vector.
+        let x = 100_000f64.ln_1p();
+        let peer = (6.0 * x * x / 8.0).sqrt();
+        let got = found[0].evidence["namespace_distance"].as_f64();
+        assert!(got.is_some_and(|d| (d - peer).abs() < 1e-9), "{got:?}");
+        assert!((found[0].score - rms / 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_like_its_peers_does_not_alert_however_far_from_its_history() {
+        let agg = window(100_000);
+        assert!(judge(&agg, &profiles(&agg, &agg), false).is_empty());
+    }
+
+    #[test]
+    fn a_weak_own_distance_is_reported_only_in_soft_scoring_and_a_usual_window_never() {
+        // z = (215 - 100) / 25 (the spread's floor is a quarter of the mean) = 4.6 on six
+        // features: about half the threshold.
+        let agg = window(215);
+        let peers = profiles(&agg, &window(0));
+        assert!(judge(&agg, &peers, false).is_empty());
+        let soft = judge(&agg, &peers, true);
+        assert_eq!(soft.len(), 1);
+        let own = (6.0 * 4.6f64.powi(2) / 8.0).sqrt() / 8.0;
+        assert!((soft[0].score - own).abs() < 1e-9, "{}", soft[0].score);
+        let usual = window(100);
+        assert!(judge(&usual, &profiles(&usual, &window(0)), true).is_empty());
+    }
+}
