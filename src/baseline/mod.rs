@@ -696,11 +696,11 @@ impl BaselineStore {
         crate::flow::id_map::prefetch_at(end.wrapping_sub(pos + 1));
     }
 
-    /// The second stage of [`BaselineStore::prefetch`], a little later, once the group's slot has
-    /// arrived: asks for the heap blocks the detectors and the fold read behind the slot (the
-    /// known peers, the recent external edges, the daily peaks). No look-up can reach them before
-    /// the slot is read, so at a million baselines each was a miss of its own after the slot's.
-    /// A shard held by a writer is skipped, as in [`BaselineStore::prefetch`].
+    /// The second stage of [`BaselineStore::prefetch`], once the group's slot has arrived: asks for
+    /// the heap blocks the detectors and the fold read behind the slot (the known peers, the
+    /// recent external edges, the daily peaks). No look-up can reach them before the slot is read,
+    /// so at a million baselines each was a miss of its own after the slot's. A shard held by a
+    /// writer is skipped.
     #[inline]
     pub fn prefetch_heap(&self, group: WorkloadId) {
         use crate::flow::id_map::{prefetch, prefetch_line};
@@ -875,12 +875,16 @@ mod tests {
         let store = BaselineStore::new(BaselineConfig::default());
         let agg = WindowAggregate::default();
         store.update(WorkloadId(7), &agg, 0, 0, false);
-        store.prefetch(WorkloadId(7));
-        store.prefetch(WorkloadId(8));
+        let both_stages = |g: WorkloadId| {
+            store.prefetch(g);
+            store.prefetch_heap(g);
+        };
+        both_stages(WorkloadId(7));
+        both_stages(WorkloadId(8));
         // A close holds the group's shard while it scores the group; a look-up ahead on the same
         // thread must not wait for it (a blocking read would never return here).
         let held = store.entry(WorkloadId(7));
-        store.prefetch(WorkloadId(7));
+        both_stages(WorkloadId(7));
         drop(held);
         assert_eq!(store.windows_seen(WorkloadId(7)), 1);
     }
