@@ -83,6 +83,12 @@ fn positive_rms(v: &Vector) -> f64 {
     (aview1(&squares).sum() / VECTOR.len() as f64).sqrt()
 }
 
+/// Whether a score is too weak to report: under 1, and (in soft scoring for `--scores`) at most a
+/// fifth.
+fn unreported(ctx: &DetectContext<'_>, score: f64) -> bool {
+    score < 1.0 && !(ctx.soft && score > 0.2)
+}
+
 /// The multivariate detector.
 pub struct Multivariate;
 
@@ -114,7 +120,7 @@ impl Detector for Multivariate {
         // The score is the lesser of the two distances: when the own-history one is already too
         // weak to report, the peer distance cannot change that (most windows stop here).
         let own = rms / cfg.threshold;
-        if own < 1.0 && !(ctx.soft && own > 0.2) {
+        if unreported(ctx, own) {
             return;
         }
         let ns = agg.namespace;
@@ -132,7 +138,7 @@ impl Detector for Multivariate {
             _ => f64::INFINITY,
         };
         let score = own.min(peer_dist / cfg.peer_distance);
-        if !score.is_finite() || (score < 1.0 && !(ctx.soft && score > 0.2)) {
+        if !score.is_finite() || unreported(ctx, score) {
             return;
         }
         let top: Vec<_> = VECTOR
