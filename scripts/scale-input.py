@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 # Synthetic input for the per-record cost curve (docs/performance.md):
-#   usage scale-input.py N WINDOWS OUT [PERIOD]
+#   usage scale-input.py N WINDOWS OUT [PERIOD [FIRST]]
 # N workloads (namespaces of 100), each sending R records per window to 3 peers in its namespace,
 # over W windows of 300 s, full-field Calico lines (~1 KB). Same records per workload for every N.
 # With PERIOD K (default 1) workload i is active only in the windows w with (i + w) % K == 0, so
 # every workload has been seen by window K and the windows after it are steady state (names
 # registered, baselines built) even when only a few windows fit in memory.
+# FIRST (default 0) is the first window's number: a file from FIRST = WINDOWS continues one from 0,
+# for `bench --warm-up` (the curve's protocol in docs/performance.md):
+#   scale-input.py 1000000 6 warm.jsonl 2; scale-input.py 1000000 6 steady.jsonl 2 6
+#   flowwarden bench steady.jsonl --warm-up warm.jsonl --threads 1 --config config/curve.toml --json
 # Run it with config/curve.toml: its warm-up of two windows lets the statistical detectors judge
 # every size's second half, the 1M input's six windows included.
 import sys, random
 N=int(sys.argv[1]); W=int(sys.argv[2]); out=sys.argv[3]
 K=int(sys.argv[4]) if len(sys.argv)>4 else 1
+F=int(sys.argv[5]) if len(sys.argv)>5 else 0
 R=2
 T0=1748822400
 tmpl=('{"start_time":%d,"end_time":%d,"source_ip":null,"source_name":"-","source_name_aggr":"app%d-7d9c8b6f4-*",'
@@ -21,10 +26,10 @@ tmpl=('{"start_time":%d,"end_time":%d,"source_ip":null,"source_name":"-","source
  '"enforced_policies":["0|default|default.allow-ns|allow|0"],"pending_policies":[]},"process_name":"java","process_id":"-",'
  '"num_process_names":1,"num_process_ids":1,"host":"node-%d","bytes_in":%d,"bytes_out":%d,"packets_in":%d,"packets_out":%d,'
  '"num_flows":%d,"num_flows_started":%d,"num_flows_completed":%d}\n')
-rnd=random.Random(7)
+rnd=random.Random(7+F)
 n=0
 with open(out,'w') as f:
-    for w in range(W):
+    for w in range(F, F+W):
         s=T0+w*300
         for i in range(N):
             if (i+w)%K: continue

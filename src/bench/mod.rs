@@ -196,8 +196,10 @@ fn steady_us_per_record(t: &StageTimes, records: u64) -> f64 {
 pub struct BenchReport {
     /// Worker threads of the pipeline run.
     pub threads: usize,
-    /// Input lines.
+    /// Input lines (the measured input's; the warm-up's are in `warm_up_records`).
     pub records: u64,
+    /// Lines of the `--warm-up` input processed before the clock started (0 without one).
+    pub warm_up_records: u64,
     /// Input bytes (newlines included).
     pub input_bytes: u64,
     /// Mean line length in bytes.
@@ -212,7 +214,7 @@ pub struct BenchReport {
     pub second_half_records_per_s: f64,
     /// Microseconds per record once warmed up, each stage divided by what it worked on: the second
     /// half's decode, assign and aggregate time per record of that half, plus its close time per
-    /// record of the windows it closed. Closes lag the records by a window or two; with a million
+    /// record of the windows it closed (after a `--warm-up` input, the whole measured input's). Closes lag the records by a window or two; with a million
     /// workloads over six windows the second half closes five of them, so its plain rate charges
     /// it for closing first-half records (with thousands of windows the two agree).
     pub steady_us_per_record: f64,
@@ -239,12 +241,53 @@ pub struct BenchReport {
     /// The same over the second half (see `second_half_records_per_s`): where a large input's
     /// extra per-record cost lies once the first sightings are behind it.
     pub second_half_stages: StageShares,
-    /// The pipeline's counters.
+    /// The pipeline's counters (the warm-up's records included).
     pub stats: RunStats,
 }
 
+/// A pipeline that has already processed a warm-up input ([`warm_up`]), for [`run`] to measure
+/// from: the state a long-running daemon has (names, baselines past their warm-up, grown tables,
+/// daily peaks), which a short input at a million workloads only builds during its own run.
+pub struct Warmed {
+    pipeline: Pipeline,
+    records: u64,
+}
+
+fn new_pipeline(cfg: &Arc<Config>, threads: usize) -> anyhow::Result<Pipeline> {
+    Pipeline::new(
+        Arc::clone(cfg),
+        PipelineOptions {
+            threads,
+            scores: false,
+            keep_names: false,
+        },
+    )
+}
+
+/// Feeds `warm` through a new pipeline on `threads` workers, untimed and with its alerts
+/// discarded, and leaves its windows open: the measured input continues where it stops.
+pub fn warm_up(cfg: &Arc<Config>, warm: &BenchInput, threads: usize) -> anyhow::Result<Warmed> {
+    let mut pipeline = new_pipeline(cfg, threads)?;
+    let mut progress = crate::telemetry::progress(Some(warm.bytes()), "bench warm-up");
+    for batch in &warm.batches {
+        std::hint::black_box(pipeline.push(batch)?);
+        progress.inc(batch.len() as u64, (batch.data.len() + batch.len()) as u64);
+    }
+    progress.finish();
+    Ok(Warmed {
+        pipeline,
+        records: warm.lines(),
+    })
+}
+
 /// Runs the pipeline over `input` on `threads` workers and the parse-only yardstick on one thread.
-pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Result<BenchReport> {
+/// With `warmed` the pipeline is the warmed one and every figure covers `input` alone.
+pub fn run(
+    cfg: &Arc<Config>,
+    input: &BenchInput,
+    threads: usize,
+    warmed: Option<Warmed>,
+) -> anyhow::Result<BenchReport> {
     let records = input.lines();
     let input_bytes = input.bytes();
     let parse_only_records_per_s = {
@@ -253,14 +296,11 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
         parsed as f64 / started.elapsed().as_secs_f64().max(1e-9)
     };
 
-    let mut pipeline = Pipeline::new(
-        Arc::clone(cfg),
-        PipelineOptions {
-            threads,
-            scores: false,
-            keep_names: false,
-        },
-    )?;
+    let (mut pipeline, warm_up_records) = match warmed {
+        Some(w) => (w.pipeline, w.records),
+        None => (new_pipeline(cfg, threads)?, 0),
+    };
+    let before = pipeline.stage_times();
     let mut batch_hist = new_histogram();
     let mut arrivals: Vec<Instant> = Vec::with_capacity(input.batches.len());
     let mut batch_latency: Vec<u64> = Vec::with_capacity(input.batches.len());
@@ -303,12 +343,18 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
     });
     progress.finish();
     let stats = pipeline.stats();
-    let times = pipeline.stage_times();
+    let times = pipeline.stage_times().since(&before);
     let stages = StageShares::of(&times);
-    let (half_records, half_times) =
-        second_half.map_or((records, times), |(_, n, before)| (n, times.since(&before)));
+    let (half_records, half_times) = second_half.map_or((records, times), |(_, n, at_half)| {
+        (n, pipeline.stage_times().since(&at_half))
+    });
     let second_half_stages = StageShares::of(&half_times);
-    let steady_us_per_record = steady_us_per_record(&half_times, half_records);
+    // After a warm-up input every measured record is past the first sightings.
+    let steady_us_per_record = if warm_up_records > 0 {
+        steady_us_per_record(&times, records)
+    } else {
+        steady_us_per_record(&half_times, half_records)
+    };
     let window_len = pipeline.window_length().unwrap_or(60).max(1);
 
     // After the clock: which records an alert covers, by (window start, workload).
@@ -335,6 +381,7 @@ pub fn run(cfg: &Arc<Config>, input: &BenchInput, threads: usize) -> anyhow::Res
     Ok(BenchReport {
         threads,
         records,
+        warm_up_records,
         input_bytes,
         mean_line_bytes: input_bytes as f64 / records.max(1) as f64,
         records_per_s: records as f64 / elapsed,
@@ -496,7 +543,7 @@ mod tests {
     fn bench_counts_every_simulated_record() {
         let (cfg, input) = small_input();
         assert!(input.lines() > 1000);
-        let report = run(&cfg, &input, 1).expect("bench");
+        let report = run(&cfg, &input, 1, None).expect("bench");
         assert_eq!(report.records, input.lines());
         assert_eq!(report.stats.records, input.lines());
         assert!(report.records_per_s > 0.0 && report.parse_only_records_per_s > 0.0);
@@ -508,6 +555,33 @@ mod tests {
         let sum = shares.decode + shares.assign + shares.aggregate + shares.close;
         assert!((sum - 1.0).abs() < 1e-6, "shares sum to {sum}");
         assert!(report.bytes_per_workload > 0.0);
+    }
+
+    #[test]
+    fn a_warm_up_input_is_processed_but_not_measured() {
+        let (cfg, all) = small_input();
+        let whole = run(&cfg, &all, 1, None).expect("bench");
+        // The same simulation (same seed), cut in two.
+        let (_, mut warm) = small_input();
+        let measured = BenchInput {
+            batches: warm.batches.split_off(warm.batches.len() / 2),
+        };
+        assert!(warm.lines() > 0 && measured.lines() > 0);
+        assert_eq!(warm.lines() + measured.lines(), all.lines());
+        let warmed = warm_up(&cfg, &warm, 1).expect("warm-up");
+        let report = run(&cfg, &measured, 1, Some(warmed)).expect("bench");
+        assert_eq!(report.records, measured.lines());
+        assert_eq!(report.warm_up_records, warm.lines());
+        // The same pipeline saw every record, so it closed the same windows and raised the same
+        // alerts as one run over both halves.
+        assert_eq!(report.stats.records, warm.lines() + measured.lines());
+        assert_eq!(report.stats.windows_closed, whole.stats.windows_closed);
+        assert_eq!(report.stats.alerts, whole.stats.alerts);
+        assert!(
+            report.stats.alerts > 0,
+            "the simulated attacks raise alerts"
+        );
+        assert!(report.steady_us_per_record > 0.0 && report.records_per_s > 0.0);
     }
 
     #[test]

@@ -29,12 +29,27 @@ pub struct BenchArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Feed this input through the pipeline first, untimed, and measure the main input from the
+    /// state it leaves (repeatable; files, directories or globs). The main input should continue
+    /// its event time. It is read, processed and freed before the main input is read, so a large
+    /// cluster's steady state can be measured without holding both in memory.
+    #[arg(long = "warm-up", value_name = "FILE")]
+    pub warm_up: Vec<String>,
 }
 
 /// Runs `bench`.
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let cfg = Arc::new(super::load_config(a.config.as_deref())?);
     let threads = cfg.effective_threads(a.threads);
+    let warmed = if a.warm_up.is_empty() {
+        None
+    } else {
+        let warm = BenchInput::read(&cfg, &a.warm_up)?;
+        if warm.lines() == 0 {
+            anyhow::bail!("--warm-up: no input lines");
+        }
+        Some(crate::bench::warm_up(&cfg, &warm, threads)?)
+    };
     let input = match &a.simulate {
         Some(d) => {
             let secs = crate::window::parse_duration_s(d)
@@ -49,7 +64,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if input.lines() == 0 {
         anyhow::bail!("no input lines to measure");
     }
-    let report = crate::bench::run(&cfg, &input, threads)?;
+    let report = crate::bench::run(&cfg, &input, threads, warmed)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -61,8 +76,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 /// The human-readable form of a report.
 pub fn render_text(r: &BenchReport) -> String {
     let (s, h) = (&r.stages, &r.second_half_stages);
+    let warm = match r.warm_up_records {
+        0 => String::new(),
+        n => format!(", measured after {n} untimed warm-up records"),
+    };
     format!(
-        "records           {} ({:.0} B/line, {:.1} MB)\n\
+        "records           {} ({:.0} B/line, {:.1} MB){}\n\
          threads           {}\n\
          end to end        {:.0} records/s, {:.1} MB/s\n\
          second half       {:.0} records/s (once warmed up; {:.2} us/record, each stage per record it worked on)\n\
@@ -78,6 +97,7 @@ pub fn render_text(r: &BenchReport) -> String {
         r.records,
         r.mean_line_bytes,
         r.input_bytes as f64 / 1e6,
+        warm,
         r.threads,
         r.records_per_s,
         r.mb_per_s,
