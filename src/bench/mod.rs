@@ -214,9 +214,10 @@ pub struct BenchReport {
     pub second_half_records_per_s: f64,
     /// Microseconds per record once warmed up, each stage divided by what it worked on: the second
     /// half's decode, assign and aggregate time per record of that half, plus its close time per
-    /// record of the windows it closed (after a `--warm-up` input, the whole measured input's). Closes lag the records by a window or two; with a million
-    /// workloads over six windows the second half closes five of them, so its plain rate charges
-    /// it for closing first-half records (with thousands of windows the two agree).
+    /// record of the windows it closed. After a `--warm-up` input the same over the whole measured
+    /// input. Closes lag the records by a window or two; with a million workloads over six
+    /// windows the second half closes five of them, so its plain rate charges it for closing
+    /// first-half records (with thousands of windows the two agree).
     pub steady_us_per_record: f64,
     /// Parse-only yardstick over the same lines, one thread.
     pub parse_only_records_per_s: f64,
