@@ -71,6 +71,8 @@ fn warm_up_input_is_processed_untimed_and_the_next_file_is_measured() {
     let stats = &report["stats"];
     assert_eq!(stats["records"].as_u64(), Some(warm + steady));
     assert_eq!(stats["late_records"].as_u64(), Some(0));
+    assert_eq!(report["late_measured_records"].as_u64(), Some(0));
+    assert!(!stderr.contains("watermark"), "{stderr}");
     assert_eq!(stats["windows_closed"].as_u64(), Some(7));
     assert!(report["steady_us_per_record"].as_f64().unwrap_or(0.0) > 0.0);
 
@@ -94,4 +96,18 @@ fn an_unreadable_warm_up_file_is_an_error_naming_it() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("no-such-warm-up.jsonl"), "{stderr}");
     assert!(out.stdout.is_empty(), "no report without the warm-up");
+}
+
+#[test]
+fn a_measured_input_behind_the_warm_up_is_counted_and_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The warm-up covers windows 4-6; the "measured" file goes back to windows 0-1.
+    write_flows(&dir.path().join("warm.jsonl"), 10, 4, 3);
+    let behind = write_flows(&dir.path().join("behind.jsonl"), 10, 0, 2);
+    let out = bench(dir.path(), &["behind.jsonl", "--warm-up", "warm.jsonl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(report["late_measured_records"].as_u64(), Some(behind));
+    assert!(stderr.contains("watermark"), "{stderr}");
 }

@@ -200,6 +200,10 @@ pub struct BenchReport {
     pub records: u64,
     /// Lines of the `--warm-up` input processed before the clock started (0 without one).
     pub warm_up_records: u64,
+    /// Measured records that arrived behind the watermark (each went to the next open window).
+    /// After a warm-up, more than 0 means the main input did not continue the warm-up's event
+    /// time, and `bench` warns.
+    pub late_measured_records: u64,
     /// Input bytes (newlines included).
     pub input_bytes: u64,
     /// Mean line length in bytes.
@@ -302,6 +306,7 @@ pub fn run(
         None => (new_pipeline(cfg, threads)?, 0),
     };
     let before = pipeline.stage_times();
+    let late_before = pipeline.stats().late_records;
     let mut batch_hist = new_histogram();
     let mut arrivals: Vec<Instant> = Vec::with_capacity(input.batches.len());
     let mut batch_latency: Vec<u64> = Vec::with_capacity(input.batches.len());
@@ -344,6 +349,15 @@ pub fn run(
     });
     progress.finish();
     let stats = pipeline.stats();
+    let late_measured_records = stats.late_records - late_before;
+    if warm_up_records > 0 && late_measured_records > 0 {
+        // Late records still count (each goes to the next open window), but a measured input
+        // that starts before the warm-up's end is not the steady state the warm-up was for.
+        tracing::warn!(
+            late_measured_records,
+            "measured records fell behind the warm-up's watermark: the main input should continue the warm-up's event time"
+        );
+    }
     let times = pipeline.stage_times().since(&before);
     let stages = StageShares::of(&times);
     let (half_records, half_times) = second_half.map_or((records, times), |(_, n, at_half)| {
@@ -383,6 +397,7 @@ pub fn run(
         threads,
         records,
         warm_up_records,
+        late_measured_records,
         input_bytes,
         mean_line_bytes: input_bytes as f64 / records.max(1) as f64,
         records_per_s: records as f64 / elapsed,
