@@ -130,15 +130,24 @@ impl Default for LineScanner {
 impl LineScanner {
     /// Reads one line (trimmed, without its newline); `None` when the line needs the simd-json path.
     pub fn scan<'a>(&mut self, line: &'a [u8]) -> Option<CalicoFields<'a>> {
+        let mut fields = CalicoFields::default();
+        self.scan_into(line, &mut fields).then_some(fields)
+    }
+
+    /// [`LineScanner::scan`] into the caller's `fields`, which it resets first: `false` when the
+    /// line needs the simd-json path (`fields` then holds nothing of use). The fields are about a
+    /// kilobyte; a decoder that keeps them in place does not move them from return value to
+    /// variable to slot on every line.
+    pub fn scan_into<'a>(&mut self, line: &'a [u8], fields: &mut CalicoFields<'a>) -> bool {
         let mut nodes: Tape<'a> = self.nodes.take().unwrap_or_else(Tape::null).reset();
         // One SIMD pass validates the line's UTF-8; strings are then cut from it at quotes, which
         // are always character boundaries, with no check of their own.
-        let fields = simdutf8::basic::from_utf8(line).ok().and_then(|s| {
+        let scanned = simdutf8::basic::from_utf8(line).is_ok_and(|s| {
             let mut cursor = Cursor { s, b: line, i: 0 };
-            scan_object(&mut cursor, &mut nodes.0, &mut self.keys)
+            scan_object(&mut cursor, &mut nodes.0, &mut self.keys, fields).is_some()
         });
         self.nodes = Some(nodes.reset());
-        fields
+        scanned
     }
 }
 
@@ -147,8 +156,9 @@ fn scan_object<'a>(
     c: &mut Cursor<'a>,
     nodes: &mut Vec<Node<'a>>,
     keys: &mut KeyOrder,
-) -> Option<CalicoFields<'a>> {
-    let mut fields = CalicoFields::default();
+    fields: &mut CalicoFields<'a>,
+) -> Option<()> {
+    *fields = CalicoFields::default();
     let mut seen = Seen::default();
     c.ws();
     c.expect(b'{')?;
@@ -178,7 +188,7 @@ fn scan_object<'a>(
         }
     }
     c.ws();
-    (c.i == c.b.len()).then_some(fields)
+    (c.i == c.b.len()).then_some(())
 }
 
 /// A position in the line.
