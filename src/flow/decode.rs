@@ -84,7 +84,8 @@ enum Begun<'l> {
 
 /// Where a line is begun and later finished. The scanned fields (about a kilobyte) live here and
 /// are scanned into in place: returned by value, they were moved three times per line on their
-/// way into a slot (a sixth of the decoder's instructions beyond the scan itself).
+/// way into a slot (518 instructions per record in `memcpy`, a fifth of the decoder's beyond the
+/// scan itself).
 struct LineSlot<'l> {
     begun: Begun<'l>,
     fields: CalicoFields<'l>,
