@@ -74,8 +74,6 @@ pub struct Decoder {
 
 /// A line after [`Decoder::begin`]: rejected, scanned (with its endpoints' ids), or left to simd-json.
 enum Begun<'l> {
-    /// No line (a slot not yet used, or already finished).
-    Empty,
     Rejected(DecodeError),
     /// Scanned into the slot's `fields`.
     Scanned(&'l [u8], Sides<'l>),
@@ -86,18 +84,11 @@ enum Begun<'l> {
 /// are scanned into in place: returned by value, they were moved three times per line on their
 /// way into a slot (518 instructions per record in `memcpy`, a fifth of the decoder's beyond the
 /// scan itself).
+#[derive(Default)]
 struct LineSlot<'l> {
-    begun: Begun<'l>,
+    /// The line begun here and not yet finished, if any.
+    begun: Option<Begun<'l>>,
     fields: CalicoFields<'l>,
-}
-
-impl Default for LineSlot<'_> {
-    fn default() -> Self {
-        LineSlot {
-            begun: Begun::Empty,
-            fields: CalicoFields::default(),
-        }
-    }
 }
 
 /// The kinds and registry ids of a Calico record's two workloads, computed once per line.
@@ -152,9 +143,9 @@ impl Decoder {
 
     /// Decodes one line (without its newline) into a compact record.
     pub fn decode(&mut self, line: &[u8]) -> Result<FlowRecord, DecodeError> {
-        let mut slot = LineSlot::default();
-        self.begin(line, &mut slot);
-        self.finish(&slot)
+        let mut fields = CalicoFields::default();
+        let begun = self.begin(line, &mut fields);
+        self.finish(&begun, &fields)
     }
 
     /// Decodes lines in input order, handing each one's result to `out`. A line is scanned, and
@@ -173,24 +164,27 @@ impl Decoder {
         let mut slots: [LineSlot<'l>; 2] = Default::default();
         let mut k = 0;
         for line in lines {
-            match line {
-                Ok(line) => self.begin(line, &mut slots[k]),
-                Err(e) => slots[k].begun = Begun::Rejected(e),
-            }
+            let slot = &mut slots[k];
+            slot.begun = Some(match line {
+                Ok(line) => self.begin(line, &mut slot.fields),
+                Err(e) => Begun::Rejected(e),
+            });
             k ^= 1;
-            if !matches!(slots[k].begun, Begun::Empty) {
-                out(self.finish(&slots[k]));
-                slots[k].begun = Begun::Empty;
+            let prev = &mut slots[k];
+            if let Some(begun) = prev.begun.take() {
+                out(self.finish(&begun, &prev.fields));
             }
         }
-        if !matches!(slots[k ^ 1].begun, Begun::Empty) {
-            out(self.finish(&slots[k ^ 1]));
+        let last = &slots[k ^ 1];
+        if let Some(begun) = &last.begun {
+            out(self.finish(begun, &last.fields));
         }
     }
 
     /// The first half of decoding a line: length checks, the byte scan and the endpoints' ids,
     /// whose cache slots are prefetched for [`Decoder::finish`].
-    fn begin<'l>(&mut self, line: &'l [u8], slot: &mut LineSlot<'l>) {
+    /// A scanned line's fields go into `fields`, which the caller keeps for [`Decoder::finish`].
+    fn begin<'l>(&mut self, line: &'l [u8], fields: &mut CalicoFields<'l>) -> Begun<'l> {
         // Whitespace around the object is trimmed only where it matters: the scanner skips it
         // itself. Reading the line's last byte first, to trim it, jumped ahead of what the
         // hardware had streamed in and missed the cache on most lines of a large input; the scan
@@ -198,30 +192,33 @@ impl Decoder {
         if line.len() > self.max_line {
             let trimmed = trim_ascii(line);
             if trimmed.len() > self.max_line {
-                slot.begun = Begun::Rejected(DecodeError::TooLong(trimmed.len(), self.max_line));
-                return;
+                return Begun::Rejected(DecodeError::TooLong(trimmed.len(), self.max_line));
             }
         }
         // The byte scanner reads what Felix writes; a line it gives up on takes the simd-json path.
-        slot.begun = if self.scanner.scan_into(line, &mut slot.fields) {
-            let sides = self.sides(&slot.fields);
+        if self.scanner.scan_into(line, fields) {
+            let sides = self.sides(fields);
             self.known.prefetch(sides.src_id);
             self.known.prefetch(sides.dst_id);
             Begun::Scanned(line, sides)
         } else {
             Begun::Unscanned(line)
-        };
+        }
     }
 
     /// The second half: the record from the scanned fields when both workloads are registered with
     /// nothing this line could add, else the simd-json path.
-    fn finish(&mut self, slot: &LineSlot<'_>) -> Result<FlowRecord, DecodeError> {
+    /// `fields` are what [`Decoder::begin`] scanned into, read only for a scanned line.
+    fn finish(
+        &mut self,
+        begun: &Begun<'_>,
+        fields: &CalicoFields<'_>,
+    ) -> Result<FlowRecord, DecodeError> {
         self.sync_known();
-        let (line, scanned) = match slot.begun {
-            Begun::Empty => return Err(DecodeError::Empty),
+        let (line, scanned) = match *begun {
             Begun::Rejected(ref e) => return Err(e.clone()),
             Begun::Scanned(line, ref sides) => {
-                if let Ok(Some(rec)) = self.calico_record(&slot.fields, sides, None) {
+                if let Ok(Some(rec)) = self.calico_record(fields, sides, None) {
                     return Ok(rec);
                 }
                 (line, true)
