@@ -1,6 +1,7 @@
 //! `flowwarden bench` through the real binary: `--warm-up` feeds one file through the pipeline
 //! untimed and measures the next from the state it left (the per-record cost curve's protocol in
-//! docs/performance.md), and a warm-up file that cannot be read is an error naming it.
+//! docs/performance.md), a warm-up file that cannot be read is an error naming it, and a measured
+//! file behind the warm-up is counted and warned about.
 
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -55,15 +56,21 @@ fn bench(dir: &Path, args: &[&str]) -> Output {
         .expect("run flowwarden bench")
 }
 
+/// [`bench`] that must succeed: its JSON report and its stderr.
+fn bench_report(dir: &Path, args: &[&str]) -> (Value, String) {
+    let out = bench(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    (report, stderr)
+}
+
 #[test]
 fn warm_up_input_is_processed_untimed_and_the_next_file_is_measured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let warm = write_flows(&dir.path().join("warm.jsonl"), 40, 0, 4);
     let steady = write_flows(&dir.path().join("steady.jsonl"), 40, 4, 3);
-    let out = bench(dir.path(), &["steady.jsonl", "--warm-up", "warm.jsonl"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let (report, stderr) = bench_report(dir.path(), &["steady.jsonl", "--warm-up", "warm.jsonl"]);
     assert_eq!(report["records"].as_u64(), Some(steady));
     assert_eq!(report["warm_up_records"].as_u64(), Some(warm));
     // One pipeline saw both files: the warm-up's records, and windows it left open that the
@@ -77,9 +84,7 @@ fn warm_up_input_is_processed_untimed_and_the_next_file_is_measured() {
     assert!(report["steady_us_per_record"].as_f64().unwrap_or(0.0) > 0.0);
 
     // Without a warm-up the same file is measured from a fresh pipeline.
-    let out = bench(dir.path(), &["steady.jsonl"]);
-    assert_eq!(out.status.code(), Some(0));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let (report, _) = bench_report(dir.path(), &["steady.jsonl"]);
     assert_eq!(report["warm_up_records"].as_u64(), Some(0));
     assert_eq!(report["stats"]["windows_closed"].as_u64(), Some(3));
 }
@@ -104,10 +109,7 @@ fn a_measured_input_behind_the_warm_up_is_counted_and_warned_about() {
     // The warm-up covers windows 4-6; the "measured" file goes back to windows 0-1.
     write_flows(&dir.path().join("warm.jsonl"), 10, 4, 3);
     let behind = write_flows(&dir.path().join("behind.jsonl"), 10, 0, 2);
-    let out = bench(dir.path(), &["behind.jsonl", "--warm-up", "warm.jsonl"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let (report, stderr) = bench_report(dir.path(), &["behind.jsonl", "--warm-up", "warm.jsonl"]);
     assert_eq!(report["late_measured_records"].as_u64(), Some(behind));
     assert!(stderr.contains("watermark"), "{stderr}");
 }
