@@ -1380,7 +1380,7 @@ impl Pipeline {
         let want_profiles = self.cfg.detect.multivariate.enabled;
         let total: usize = maps.iter().map(|(_, m)| m.len()).sum();
         // One pass in memory order normalises each aggregate and, for the namespace profiles,
-        // takes its feature vector while it is in cache. The profiles are then summed in group
+        // takes its feature vector while it is in cache. The profiles are then summed in the close's
         // order from these 72-byte vectors, not from the scattered 440-byte aggregates (a second
         // random pass over a million of them per close, and an allocation per vector).
         let mut vectors: Vec<(u64, Vector)> =
@@ -1388,26 +1388,29 @@ impl Pipeline {
         // The aggregates stay where they are; only references are sorted. Members of a group side
         // by side: the group's baseline is looked up once, read while they are scored and folded
         // in right after, while it and their peers are still in cache. (Moving 100k aggregates of
-        // 400 bytes into a vector and sorting them was a quarter of a close.)
+        // 400 bytes into a vector and sorting them was a quarter of a close.) Groups in the order
+        // their baselines sit in memory, so the baselines are read in runs, not at random.
         let mut items: Vec<CloseItem<'_>> = Vec::with_capacity(total);
         for (_, map) in &mut maps {
             for (id, agg) in map.iter_mut() {
                 agg.normalize();
                 let vector = if want_profiles && agg.records_out > 0 {
                     vectors.push((agg.namespace, crate::detect::multivariate::vector(agg)));
-                    vectors.len() - 1
+                    // Four billion aggregates would not fit in memory: the fallback is moot.
+                    u32::try_from(vectors.len() - 1).unwrap_or(NO_VECTOR)
                 } else {
                     NO_VECTOR
                 };
                 items.push(CloseItem {
+                    order: self.baselines.locality(agg.group),
+                    vector,
                     group: agg.group,
                     id,
                     agg,
-                    vector,
                 });
             }
         }
-        items.sort_unstable_by_key(|c| (c.group, c.id));
+        items.sort_unstable_by_key(|c| (c.order, c.group, c.id));
         if let Some(n) = &mut self.open_aggregates {
             *n = n.saturating_sub(items.len());
         }
@@ -1682,18 +1685,21 @@ const PARALLEL_CLOSE_MIN: usize = 2048;
 
 /// One aggregate of a closing window, where it lies in its shard's map.
 struct CloseItem<'a> {
+    /// Where the group's baseline sits ([`BaselineStore::locality`](crate::baseline::BaselineStore::locality)):
+    /// the close's first sort key.
+    order: u32,
+    /// Its feature vector among the close's vectors, [`NO_VECTOR`] when it sent nothing (or the
+    /// multivariate detector is off).
+    vector: u32,
     /// The workload's group (the baseline it is scored against and folded into).
     group: WorkloadId,
     /// The workload.
     id: WorkloadId,
     agg: &'a mut WindowAggregate,
-    /// Its feature vector among the close's vectors, [`NO_VECTOR`] when it sent nothing (or the
-    /// multivariate detector is off).
-    vector: usize,
 }
 
 /// A [`CloseItem`] without a feature vector.
-const NO_VECTOR: usize = usize::MAX;
+const NO_VECTOR: u32 = u32::MAX;
 
 /// Each namespace's sum of its senders' feature vectors, summed in the items' order (group, then
 /// workload), so the floating-point sums do not depend on how the aggregates lay in memory.
@@ -1705,11 +1711,11 @@ fn namespace_profiles(
     for (i, item) in items.iter().enumerate() {
         if let Some(ahead) = items
             .get(i + PREFETCH_AHEAD)
-            .and_then(|c| vectors.get(c.vector))
+            .and_then(|c| vectors.get(c.vector as usize))
         {
             prefetch(ahead);
         }
-        if let Some((namespace, v)) = vectors.get(item.vector) {
+        if let Some((namespace, v)) = vectors.get(item.vector as usize) {
             profiles.entry(*namespace).or_default().add(v);
         }
     }
@@ -1739,7 +1745,7 @@ impl Scored {
     }
 }
 
-/// Splits aggregates sorted by group into about `parts` chunks of whole groups (a group's members
+/// Splits aggregates with each group's members side by side into about `parts` chunks of whole groups (a group's members
 /// must be scored before any of them is folded into its baseline, so one thread takes them all).
 fn group_chunks<'s, 'a>(
     items: &'s mut [CloseItem<'a>],
@@ -1891,6 +1897,7 @@ mod tests {
             .zip(slots)
             .enumerate()
             .map(|(i, (agg, vector))| CloseItem {
+                order: 0,
                 group: WorkloadId(1),
                 id: WorkloadId(i as u64),
                 agg,
@@ -1914,6 +1921,7 @@ mod tests {
             .zip(groups)
             .enumerate()
             .map(|(i, (agg, g))| CloseItem {
+                order: 0,
                 group: WorkloadId(g),
                 id: WorkloadId(i as u64),
                 agg,
