@@ -1444,12 +1444,15 @@ impl Pipeline {
                         .take_while(|c| c.group == group)
                         .count();
                 // The baseline of the group a few items on, before this group's shard is held.
-                if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD / 2) {
+                // As far ahead as the aggregates since the groups come in slot order: half as
+                // far left the slot's compare stalled (1M curve: 1.05-1.06 us per record closed
+                // against 1.10-1.23).
+                if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD) {
                     baselines.prefetch(ahead.group);
                 }
-                // And the heap behind the slot of one half as far on, asked for above two groups
+                // And the heap behind the slot of one half as far on, asked for above four groups
                 // ago (one item a group is the common case), so it has arrived.
-                if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD / 4) {
+                if let Some(ahead) = chunk.get(end + PREFETCH_AHEAD / 2) {
                     baselines.prefetch_heap(ahead.group);
                 }
                 // One lookup per group: the slot is read while the members are scored, then
