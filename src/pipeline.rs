@@ -1174,6 +1174,13 @@ impl Pipeline {
                 };
             // The position in `shards` of the shard that owns `id`, if it is one of them.
             let local = |id: WorkloadId| shard_of(id, threads).wrapping_sub(base);
+            // The table of the `j`th of `shards` for the run's window, if that shard has one.
+            fn map_of<'m>(
+                maps: &'m mut [Option<&mut WindowTable>],
+                j: usize,
+            ) -> Option<&'m mut WindowTable> {
+                maps.get_mut(j).and_then(|m| m.as_deref_mut())
+            }
             // Records of a batch mostly share a window: look the window's map up once per run of
             // equal windows, not twice per record.
             let mut i = 0;
@@ -1212,13 +1219,6 @@ impl Pipeline {
                 if maps.iter().all(Option::is_none) {
                     i += run;
                     continue;
-                }
-                // The map `id`'s aggregate is in, when one of these shards owns it.
-                fn map_of<'m>(
-                    maps: &'m mut [Option<&mut WindowTable>],
-                    j: usize,
-                ) -> Option<&'m mut WindowTable> {
-                    maps.get_mut(j).and_then(|m| m.as_deref_mut())
                 }
                 for (k, (rec, &side)) in run_records.iter().zip(run_sides).enumerate() {
                     // Past 100k workloads the index and the aggregates miss the cache: ask for the
